@@ -1,0 +1,1 @@
+"""Built-in biological systems; each subpackage registers itself on import."""

@@ -1,0 +1,177 @@
+"""Insulin controllers: standard basal-bolus therapy and a noisy "clinician" behaviour policy.
+
+Both act every minute on the CGM reading and the carbs announced now, for all subjects at
+once, and return an insulin rate in U/min (a bolus is delivered within its minute, through
+the pump's increments and limits). The clinician policy makes the mistakes real logs
+contain (missed, late and mis-sized boluses, carb-counting errors, mis-set basal rates,
+occasional corrections and basal suspensions), so that logged data covers varied actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from biowm.core import random as crandom
+from biowm.core.simulator import State
+from biowm.domains.glucose.patients import QUEST_COLUMNS
+from biowm.domains.glucose.pump import InsulinPump
+from biowm.domains.glucose.simulator import GlucoseSimulator
+
+ControllerState = dict[str, torch.Tensor]
+_CR, _CF = QUEST_COLUMNS.index("CR"), QUEST_COLUMNS.index("CF")
+
+
+class Controller(Protocol):
+    def reset(self, simulator: GlucoseSimulator, state: State) -> ControllerState: ...
+
+    def act(
+        self, memory: ControllerState, cgm_mg_dl: torch.Tensor, carbs_g: torch.Tensor,
+        minute: torch.Tensor,
+    ) -> tuple[torch.Tensor, ControllerState]:
+        """Insulin rate `[B]` (U/min) for this minute, and the updated controller memory."""
+        ...
+
+
+def meal_bolus_u(
+    carbs_g: torch.Tensor, cgm_mg_dl: torch.Tensor, carb_ratio: torch.Tensor,
+    correction_factor: torch.Tensor, target_mg_dl: float,
+) -> torch.Tensor:
+    """Standard bolus: carbs/CR, plus (BG − target)/CF when BG > 150 mg/dL; 0 without a meal."""
+    correction = torch.where(
+        cgm_mg_dl > 150.0, (cgm_mg_dl - target_mg_dl) / correction_factor,
+        torch.zeros_like(cgm_mg_dl),
+    )
+    bolus = carbs_g / carb_ratio + correction
+    return torch.where(carbs_g > 0, bolus.clamp(min=0.0), torch.zeros_like(bolus))
+
+
+@dataclass
+class BasalBolus:
+    """Basal u2ss·BW/6000 U/min plus a meal bolus at each announced meal."""
+
+    target_mg_dl: float = 140.0
+    pump: InsulinPump = field(default_factory=InsulinPump)
+
+    def reset(self, simulator: GlucoseSimulator, state: State) -> ControllerState:
+        return {
+            "basal_u_per_min": simulator.basal_u_per_min(state),
+            "carb_ratio": state["quest"][:, _CR],
+            "correction_factor": state["quest"][:, _CF],
+        }
+
+    def act(
+        self, memory: ControllerState, cgm_mg_dl: torch.Tensor, carbs_g: torch.Tensor,
+        minute: torch.Tensor,
+    ) -> tuple[torch.Tensor, ControllerState]:
+        bolus = meal_bolus_u(
+            carbs_g, cgm_mg_dl, memory["carb_ratio"], memory["correction_factor"],
+            self.target_mg_dl,
+        )
+        rate = self.pump.basal_u_per_min(memory["basal_u_per_min"]) + self.pump.bolus_u(bolus)
+        return rate, memory
+
+
+_MISS, _LATE, _DELAY, _CARB_ERR, _DOSE_ERR, _BASAL_ERR = 41, 42, 43, 44, 45, 46
+_SUSPEND, _SUSPEND_START, _SUSPEND_LEN, _CORRECT = 47, 48, 49, 50
+
+
+@dataclass
+class ClinicianPolicy:
+    """Basal-bolus therapy as people actually deliver it, with seeded per-subject errors."""
+
+    target_mg_dl: float = 140.0
+    miss_probability: float = 0.10
+    late_probability: float = 0.15
+    late_minutes: tuple[float, float] = (15.0, 60.0)
+    carb_estimate_log_sd: float = 0.20
+    dose_log_sd: float = 0.10
+    basal_log_sd: float = 0.10
+    suspension_probability_per_day: float = 0.15
+    suspension_minutes: tuple[float, float] = (60.0, 120.0)
+    correction_threshold_mg_dl: float = 250.0
+    correction_probability_per_hour: float = 0.5
+    pump: InsulinPump = field(default_factory=InsulinPump)
+
+    def reset(self, simulator: GlucoseSimulator, state: State) -> ControllerState:
+        keys = state["key"]
+        basal_error = torch.exp(self.basal_log_sd * crandom.normal(keys, _BASAL_ERR))
+        n = keys.shape[0]
+        return {
+            "key": keys,
+            "basal_u_per_min": simulator.basal_u_per_min(state) * basal_error,
+            "carb_ratio": state["quest"][:, _CR],
+            "correction_factor": state["quest"][:, _CF],
+            "pending_u": torch.zeros(n, dtype=torch.float64),
+            "pending_due": torch.full((n,), torch.inf, dtype=torch.float64),
+            "last_bolus_minute": torch.full((n,), -1e9, dtype=torch.float64),
+        }
+
+    def act(
+        self, memory: ControllerState, cgm_mg_dl: torch.Tensor, carbs_g: torch.Tensor,
+        minute: torch.Tensor,
+    ) -> tuple[torch.Tensor, ControllerState]:
+        keys, event = memory["key"], minute.long()
+        meal = carbs_g > 0
+        zero = torch.zeros_like(cgm_mg_dl)
+        bolus_now = zero
+        if bool(meal.any()):
+            estimate = carbs_g * torch.exp(
+                self.carb_estimate_log_sd * crandom.normal(keys, _CARB_ERR, event)
+            )
+            dose = meal_bolus_u(
+                estimate, cgm_mg_dl, memory["carb_ratio"], memory["correction_factor"],
+                self.target_mg_dl,
+            ) * torch.exp(self.dose_log_sd * crandom.normal(keys, _DOSE_ERR, event))
+            missed = crandom.uniform(keys, _MISS, event) < self.miss_probability
+            late = ~missed & (crandom.uniform(keys, _LATE, event) < self.late_probability)
+            lo, hi = self.late_minutes
+            delay = lo + (hi - lo) * crandom.uniform(keys, _DELAY, event)
+            on_time = meal & ~missed & ~late
+            goes_late = meal & late
+            bolus_now = torch.where(on_time, dose, zero)
+            memory = dict(memory)
+            memory["pending_u"] = memory["pending_u"] + torch.where(goes_late, dose, zero)
+            memory["pending_due"] = torch.where(
+                goes_late, torch.minimum(memory["pending_due"], minute + delay),
+                memory["pending_due"],
+            )
+        due = memory["pending_due"] <= minute
+        if bool(due.any()):
+            memory = dict(memory)
+            bolus_now = bolus_now + torch.where(due, memory["pending_u"], zero)
+            memory["pending_u"] = torch.where(due, zero, memory["pending_u"])
+            memory["pending_due"] = torch.where(due, torch.inf, memory["pending_due"])
+        hour_mark = torch.remainder(minute, 60.0) == 0
+        wants_correction = (
+            hour_mark
+            & (cgm_mg_dl > self.correction_threshold_mg_dl)
+            & (minute - memory["last_bolus_minute"] > 180.0)
+        )
+        if bool(wants_correction.any()):
+            decide = crandom.uniform(keys, _CORRECT, event) < self.correction_probability_per_hour
+            correction = (cgm_mg_dl - self.target_mg_dl) / memory["correction_factor"]
+            bolus_now = bolus_now + torch.where(wants_correction & decide, correction, zero)
+        delivered = self.pump.bolus_u(bolus_now)
+        if bool((delivered > 0).any()):
+            memory = dict(memory)
+            memory["last_bolus_minute"] = torch.where(
+                delivered > 0, minute, memory["last_bolus_minute"]
+            )
+        basal = self.pump.basal_u_per_min(memory["basal_u_per_min"])
+        basal = torch.where(self._suspended(keys, minute), zero, basal)
+        return basal + delivered, memory
+
+    def _suspended(self, keys: torch.Tensor, minute: torch.Tensor) -> torch.Tensor:
+        day = torch.div(minute, 1440.0, rounding_mode="floor").long()
+        happens = crandom.uniform(keys, _SUSPEND, day) < self.suspension_probability_per_day
+        start = 1440.0 * crandom.uniform(keys, _SUSPEND_START, day)
+        lo, hi = self.suspension_minutes
+        length = lo + (hi - lo) * crandom.uniform(keys, _SUSPEND_LEN, day)
+        into_day = torch.remainder(minute, 1440.0)
+        return happens & (into_day >= start) & (into_day < start + length)
+
+
+CONTROLLERS = {"basal-bolus": BasalBolus, "clinician": ClinicianPolicy}
