@@ -22,6 +22,8 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
         raise InvalidInputError(f"--out {target}: is a directory, expected a file path")
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
+        if parent.exists():
+            raise InvalidInputError(f"--out {target}: {parent} is not a directory")
         raise InvalidInputError(f"--out {target}: directory {parent} does not exist")
     try:
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".biowm-probe-", delete=True):

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from biowm.core.errors import InvalidInputError
+from biowm.core.executor import make_executor
 from biowm.core.io import check_writable
 from biowm.core.manifest import Manifest
 from biowm.core.trajectories import TrajectoryWriter
@@ -89,6 +90,12 @@ def simulate(
     ] = None,
     sensor_minutes: Annotated[int, typer.Option(help="CGM sampling period (min).")] = 5,
     shard_size: Annotated[int, typer.Option(help="Subjects simulated together.")] = 2000,
+    workers: Annotated[int, typer.Option(help="Worker processes for shards (1 = in-process).")]
+    = 1,
+    accelerate: Annotated[
+        str, typer.Option(help="torch.compile the simulator: auto (>= 1000 patient-days), "
+                          "on or off.")
+    ] = "auto",
 ) -> None:
     """Simulate UVA/Padova virtual patients: a logged cohort (Parquet) or a replay (CSV)."""
     if replay_csv is not None:
@@ -106,18 +113,21 @@ def simulate(
     if out.suffix.lower() != ".parquet":
         raise InvalidInputError(f"--out {out}: a cohort is written as Parquet; use .parquet")
     for name, value, low in (("--n", n, 1), ("--days", days, 1), ("--shard-size", shard_size, 1),
-                             ("--sensor-minutes", sensor_minutes, 1)):
+                             ("--sensor-minutes", sensor_minutes, 1), ("--workers", workers, 1)):
         if value < low:
             raise InvalidInputError(f"{name} must be >= {low}, got {value}")
     if controller not in CONTROLLERS:
         raise InvalidInputError(
             f"unknown controller {controller!r}; choose one of {', '.join(CONTROLLERS)}"
         )
+    if accelerate not in ("auto", "on", "off"):
+        raise InvalidInputError(f"--accelerate must be auto, on or off, got {accelerate!r}")
     sim = GlucoseSimulator(
         sensor=CGMSensor(sample_minutes=sensor_minutes),
         cohort=cohort,
         meal_schedule=MealSchedule(),
         scenario_days=days,
+        compiled=accelerate == "on" or (accelerate == "auto" and n * days >= 1000),
     )
     if patient is not None:
         patient_table().indices([patient])
@@ -137,6 +147,7 @@ def simulate(
         result = simulate_cohort(
             sim, CONTROLLERS[controller](), patients, days, seed, writer=writer,
             shard_size=shard_size, on_minutes=lambda k: progress.advance(task, k),
+            executor=make_executor(workers),
         )
         manifest.config["outcomes_mean"] = outcome_means(result)
     title = f"{controller}: {n} subjects × {days} day(s), outcomes on true BG"

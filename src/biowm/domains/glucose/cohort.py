@@ -9,11 +9,12 @@ whatever the cohort size.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from biowm.core.executor import Executor, InProcessExecutor, ordered
 from biowm.core.space import Space
 from biowm.core.trajectories import Trajectories, TrajectoryWriter
 from biowm.domains.glucose.controllers import Controller
@@ -93,6 +94,25 @@ def simulate_shard(
     )
 
 
+@dataclass
+class ShardJob:
+    """Everything a worker process needs to simulate one shard of a cohort."""
+
+    simulator: GlucoseSimulator
+    controller: Controller
+    patients: list[str]
+    days: int
+    seed: int
+    subject_offset: int
+
+
+def run_shard(job: ShardJob) -> Trajectories:
+    """Top-level (picklable) entry point for executors."""
+    return simulate_shard(
+        job.simulator, job.controller, job.patients, job.days, job.seed, job.subject_offset
+    )
+
+
 def simulate_cohort(
     simulator: GlucoseSimulator,
     controller: Controller,
@@ -102,14 +122,35 @@ def simulate_cohort(
     writer: TrajectoryWriter | None = None,
     shard_size: int = 2000,
     on_minutes: Callable[[int], None] | None = None,
+    executor: Executor | None = None,
 ) -> CohortResult:
-    """Simulate all `patients` in shards, streaming each shard to `writer` if given."""
-    metrics: dict[str, list[torch.Tensor]] = {}
-    for start in range(0, len(patients), shard_size):
-        shard = list(patients[start : start + shard_size])
-        logged = simulate_shard(
-            simulator, controller, shard, days, seed, subject_offset=start, on_minutes=on_minutes
+    """Simulate all `patients` in shards, streaming each shard to `writer` in subject order.
+
+    In-process, `on_minutes` reports progress every simulated hour; with a parallel
+    `executor` it reports each finished shard. Results do not depend on shard size or
+    executor: every subject's randomness is keyed by its index in the cohort.
+    """
+    jobs = [
+        ShardJob(simulator, controller, list(patients[start : start + shard_size]), days, seed,
+                 start)
+        for start in range(0, len(patients), shard_size)
+    ]
+    if executor is None or isinstance(executor, InProcessExecutor):
+        shards: Iterator[Trajectories] = (
+            simulate_shard(simulator, controller, job.patients, days, seed, job.subject_offset,
+                           on_minutes=on_minutes)
+            for job in jobs
         )
+    else:
+        def finished(pairs: Iterator[tuple[int, Trajectories]]):  # type: ignore[no-untyped-def]
+            for index, shard in pairs:
+                if on_minutes is not None:
+                    on_minutes(len(jobs[index].patients) * days * MINUTES_PER_DAY)
+                yield index, shard
+
+        shards = ordered(finished(executor.imap(run_shard, jobs)))
+    metrics: dict[str, list[torch.Tensor]] = {}
+    for logged in shards:
         if writer is not None:
             writer.write(logged)
         for name, value in glycemic_metrics(logged.obs[:, :, 1]).items():

@@ -107,6 +107,9 @@ class ClinicianPolicy:
             "pending_u": torch.zeros(n, dtype=torch.float64),
             "pending_due": torch.full((n,), torch.inf, dtype=torch.float64),
             "last_bolus_minute": torch.full((n,), -1e9, dtype=torch.float64),
+            "suspension_day": torch.full((n,), -1, dtype=torch.long),
+            "suspension_start": torch.zeros(n, dtype=torch.float64),
+            "suspension_end": torch.zeros(n, dtype=torch.float64),
         }
 
     def act(
@@ -160,18 +163,32 @@ class ClinicianPolicy:
             memory["last_bolus_minute"] = torch.where(
                 delivered > 0, minute, memory["last_bolus_minute"]
             )
+        memory = self._plan_suspensions(memory, minute)
+        into_day = torch.remainder(minute, 1440.0)
+        suspended = (into_day >= memory["suspension_start"]) & (
+            into_day < memory["suspension_end"]
+        )
         basal = self.pump.basal_u_per_min(memory["basal_u_per_min"])
-        basal = torch.where(self._suspended(keys, minute), zero, basal)
+        basal = torch.where(suspended, zero, basal)
         return basal + delivered, memory
 
-    def _suspended(self, keys: torch.Tensor, minute: torch.Tensor) -> torch.Tensor:
+    def _plan_suspensions(self, memory: ControllerState, minute: torch.Tensor) -> ControllerState:
+        """Draw each subject's basal suspension (or none) once per day of simulated time."""
         day = torch.div(minute, 1440.0, rounding_mode="floor").long()
+        stale = day != memory["suspension_day"]
+        if not bool(stale.any()):
+            return memory
+        keys = memory["key"]
         happens = crandom.uniform(keys, _SUSPEND, day) < self.suspension_probability_per_day
         start = 1440.0 * crandom.uniform(keys, _SUSPEND_START, day)
         lo, hi = self.suspension_minutes
         length = lo + (hi - lo) * crandom.uniform(keys, _SUSPEND_LEN, day)
-        into_day = torch.remainder(minute, 1440.0)
-        return happens & (into_day >= start) & (into_day < start + length)
+        end = torch.where(happens, start + length, start)
+        memory = dict(memory)
+        memory["suspension_day"] = torch.where(stale, day, memory["suspension_day"])
+        memory["suspension_start"] = torch.where(stale, start, memory["suspension_start"])
+        memory["suspension_end"] = torch.where(stale, end, memory["suspension_end"])
+        return memory
 
 
 CONTROLLERS = {"basal-bolus": BasalBolus, "clinician": ClinicianPolicy}

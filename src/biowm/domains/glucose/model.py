@@ -158,3 +158,39 @@ def rk4_minute(
         k4 = derivatives(x + h * k3, *args)
         x = x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
     return x
+
+
+@dataclass
+class MealProgress:
+    """Eating state per patient, `[B]` each: what is still to eat and the meal in progress."""
+
+    planned_carbs_g: torch.Tensor
+    eaten_last_minute_g: torch.Tensor
+    meal_start_stomach_mg: torch.Tensor
+    meal_eaten_g: torch.Tensor
+    eating: torch.Tensor
+
+
+def advance_minute(
+    x: torch.Tensor,
+    meal: MealProgress,
+    insulin_pmol_per_kg_per_min: torch.Tensor,
+    p: ModelParameters,
+    substeps: int = 1,
+) -> tuple[torch.Tensor, MealProgress]:
+    """One minute: eat up to 5 g of what is planned, then integrate the ODE over the minute.
+
+    A meal starts when eating resumes after a minute without food; its size for gastric
+    emptying is the stomach content at that moment plus everything eaten since.
+    """
+    eat = torch.clamp(meal.planned_carbs_g, max=EAT_RATE_G_PER_MIN)
+    planned = torch.clamp(meal.planned_carbs_g - eat, min=0.0)
+    starts = (eat > 0) & (meal.eaten_last_minute_g <= 0)
+    meal_start = torch.where(starts, x[0] + x[1], meal.meal_start_stomach_mg)
+    meal_eaten = torch.where(starts, torch.zeros_like(eat), meal.meal_eaten_g)
+    eating = meal.eating | starts
+    meal_eaten = meal_eaten + torch.where(eating, eat, torch.zeros_like(eat))
+    eating = eating & ~((eat <= 0) & (meal.eaten_last_minute_g > 0))
+    meal_size_mg = meal_start + meal_eaten * 1000.0
+    x = rk4_minute(x, eat * 1000.0, insulin_pmol_per_kg_per_min, meal_size_mg, p, substeps)
+    return x, MealProgress(planned, eat, meal_start, meal_eaten, eating)

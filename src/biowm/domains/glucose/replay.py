@@ -61,29 +61,40 @@ def read_replay_inputs(path: str | os.PathLike[str], patient: str | None) -> Rep
     source = Path(path)
     if not source.is_file():
         raise InvalidInputError(f"--replay {source}: file not found")
+    if patient is not None:
+        patient_table().indices([patient])  # an unknown --patient fails, listing valid names
     with open(source, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header = [h.strip() for h in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
             raise InvalidInputError(
-                f"{source}: missing column {missing[0]!r}; required columns are "
+                f"{source}: line 1 (header): missing column {missing[0]!r}; required columns are "
                 f"{', '.join(REQUIRED_COLUMNS)} (optional: patient)"
             )
         has_patient = "patient" in header
         if not has_patient and patient is None:
             raise InvalidInputError(
-                f"{source}: no 'patient' column, so --patient must name the virtual patient"
+                f"{source}: line 1 (header): no 'patient' column, so --patient must name the "
+                "virtual patient"
             )
         reader.fieldnames = header
+        known = set(patient_table().names)
         series: dict[str, tuple[list[float], list[float]]] = {}
-        for line, row in enumerate(reader, start=2):
+        for row in reader:
+            # The physical line of the row's end (the reader skips blank lines).
+            line = reader.line_num
             name = (row.get("patient") or "").strip() if has_patient else patient
             if has_patient and not name:
                 raise InvalidInputError(f"line {line}: column 'patient' is empty")
             assert name is not None
             if has_patient and patient is not None and name != patient:
                 continue
+            if has_patient and name not in known:
+                raise InvalidInputError(
+                    f"line {line}: column 'patient' value {name!r} is not a virtual patient; "
+                    f"valid patients: {', '.join(patient_table().names)}"
+                )
             values = {}
             for column in REQUIRED_COLUMNS:
                 text = row.get(column)

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 import torch
 
 from biowm.core import random as crandom
+from biowm.core.accelerate import maybe_compile
 from biowm.core.errors import InvalidInputError
 from biowm.core.simulator import State
 from biowm.core.space import Channel, Space
 from biowm.domains.glucose.model import (
-    EAT_RATE_G_PER_MIN,
     PMOL_PER_U,
+    MealProgress,
     ModelParameters,
-    rk4_minute,
+    advance_minute,
 )
 from biowm.domains.glucose.patients import MODEL_PARAMETERS, patient_table
 from biowm.domains.glucose.scenario import MealSchedule, no_meals
@@ -47,13 +48,18 @@ STATIC_SPACE = Space.of(
 
 @dataclass
 class GlucoseSimulator:
-    """UVA/Padova 2008 virtual patients with a CGM; see the module docstring for actions."""
+    """UVA/Padova 2008 virtual patients with a CGM; see the module docstring for actions.
+
+    `compiled=True` fuses the per-minute update with `torch.compile` (about 3x faster for
+    thousands of subjects, after a one-off compilation of 5-30 s); results are identical.
+    """
 
     sensor: CGMSensor = field(default_factory=CGMSensor)
     cohort: str = "all"
     meal_schedule: MealSchedule | None = None
     scenario_days: int = 1
     rk4_substeps: int = 1
+    compiled: bool = False
     obs_space: Space = field(default_factory=lambda: Space.of(CGM_CHANNEL))
     action_space: Space = field(default_factory=lambda: Space.of(INSULIN_CHANNEL, CARBS_CHANNEL))
     static_space: Space = STATIC_SPACE
@@ -63,6 +69,15 @@ class GlucoseSimulator:
     def __post_init__(self) -> None:
         self.table = patient_table()
         self.table.cohort(self.cohort)  # validates the cohort name
+        self._advance = maybe_compile(advance_minute) if self.compiled else advance_minute
+
+    def __getstate__(self) -> dict[str, object]:
+        # The compiled kernel and the cached table are rebuilt on unpickling (worker processes).
+        return {k: v for k, v in self.__dict__.items() if k not in ("_advance", "table")}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
 
     def reset(
         self,
@@ -128,38 +143,30 @@ class GlucoseSimulator:
         insulin_pmol = action[:, 0] * PMOL_PER_U / p.BW
         x = state["x"].T.contiguous()
         minute = state["minute"].clone()
-        planned = state["planned_carbs_g"] + action[:, 1]
-        eaten_last = state["eaten_last_minute_g"]
-        meal_start = state["meal_start_stomach_mg"]
-        meal_eaten = state["meal_eaten_g"]
-        eating = state["eating"]
+        meal = MealProgress(
+            planned_carbs_g=state["planned_carbs_g"] + action[:, 1],
+            eaten_last_minute_g=state["eaten_last_minute_g"],
+            meal_start_stomach_mg=state["meal_start_stomach_mg"],
+            meal_eaten_g=state["meal_eaten_g"],
+            eating=state["eating"],
+        )
         has_schedule = state["meal_minute"].shape[1] > 0
         for _ in range(minutes):
             if has_schedule:
                 due = state["meal_minute"] == minute[:, None]
-                planned = planned + (state["meal_carbs_g"] * due).sum(dim=1)
-            eat = torch.clamp(planned, max=EAT_RATE_G_PER_MIN)
-            planned = torch.clamp(planned - eat, min=0.0)
-            starts = (eat > 0) & (eaten_last <= 0)
-            meal_start = torch.where(starts, x[0] + x[1], meal_start)
-            meal_eaten = torch.where(starts, torch.zeros_like(meal_eaten), meal_eaten)
-            eating = eating | starts
-            meal_eaten = meal_eaten + torch.where(eating, eat, torch.zeros_like(eat))
-            eating = eating & ~((eat <= 0) & (eaten_last > 0))
-            eaten_last = eat
-            meal_size_mg = meal_start + meal_eaten * 1000.0
-            x = rk4_minute(x, eat * 1000.0, insulin_pmol, meal_size_mg, p, self.rk4_substeps)
+                meal.planned_carbs_g = meal.planned_carbs_g + (state["meal_carbs_g"] * due).sum(1)
+            x, meal = self._advance(x, meal, insulin_pmol, p, self.rk4_substeps)
             minute = minute + 1.0
         latent, sample = self._advance_sensor(state, minute)
         new = dict(state)
         new.update(
             x=x.T.contiguous(),
             minute=minute,
-            planned_carbs_g=planned,
-            eaten_last_minute_g=eaten_last,
-            meal_start_stomach_mg=meal_start,
-            meal_eaten_g=meal_eaten,
-            eating=eating,
+            planned_carbs_g=meal.planned_carbs_g,
+            eaten_last_minute_g=meal.eaten_last_minute_g,
+            meal_start_stomach_mg=meal.meal_start_stomach_mg,
+            meal_eaten_g=meal.meal_eaten_g,
+            eating=meal.eating,
             cgm_latent=latent,
             cgm_sample=sample,
         )
