@@ -34,8 +34,8 @@ def test_domains_lists_glucose_and_its_verbs(capsys):
 def test_help_and_bare_invocation_print_usage(capsys):
     assert run(["--help"]) == 0
     assert "usage: biowm <verb> <domain>" in capsys.readouterr().out
-    assert run([]) == 2  # no command at all is a usage error
-    assert "usage: biowm" in capsys.readouterr().out
+    assert run([]) == 2  # no command at all is a usage error, reported on stderr
+    assert "usage: biowm" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -260,3 +260,12 @@ def test_python_dash_m_biowm_replays_a_file(tmp_path):
     assert lines[0] == "patient,minute,bg_mg_dl,cgm_noise_free_mg_dl"
     assert [line.split(",")[:2] for line in lines[1:]] == [["child#001", "0"], ["child#001", "1"]]
     assert "replayed 1 patient(s), 2 patient-minutes" in done.stderr
+
+
+def test_patient_and_cohort_together_are_refused(tmp_path, capsys):
+    out = tmp_path / "x.parquet"
+    code = run(["simulate", "glucose", "--patient", "adult#002", "--cohort", "child",
+                "--out", str(out)])
+    assert code == 2
+    assert "--patient or --cohort, not both" in capsys.readouterr().err
+    assert not out.exists()

@@ -71,7 +71,7 @@ def run(argv: Sequence[str]) -> int:
     args = list(argv)
     try:
         if not args or args[0] in ("-h", "--help", "help"):
-            print(USAGE.format(verbs=", ".join(VERBS)))
+            print(USAGE.format(verbs=", ".join(VERBS)), file=sys.stdout if args else sys.stderr)
             return 0 if args else 2
         verb = args[0]
         if verb == "domains":

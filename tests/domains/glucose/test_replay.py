@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from biowm.cli import run
+from biowm.core.manifest import Manifest
 from biowm.domains.glucose import cli as glucose_cli
 from biowm.domains.glucose.replay import OUTPUT_COLUMNS, read_replay_inputs, replay
 
@@ -137,7 +138,13 @@ def test_replaced_output_is_whole_and_atomic(tmp_path):
     code, _, stderr, out = replay_cli(tmp_path, inputs)
     assert code == 0, stderr
     assert len(read_output(out)[1]) == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs.csv", "out.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "inputs.csv", "out.csv", "out.manifest.json"
+    ]
+    manifest = Manifest.read(tmp_path / "out.manifest.json")
+    assert manifest.kind == "replay"
+    manifest.verify(out)
+    manifest.verify(inputs, name="inputs")
 
 
 # --- bad inputs ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from rich.table import Table
 from biowm.core.errors import InvalidInputError
 from biowm.core.executor import make_executor
 from biowm.core.io import check_writable
-from biowm.core.manifest import Manifest
+from biowm.core.manifest import Manifest, manifest_path_for
 from biowm.core.trajectories import TrajectoryWriter
 from biowm.domains.glucose.cohort import (
     MINUTES_PER_DAY,
@@ -105,6 +105,13 @@ def simulate(
         inputs = read_replay_inputs(replay_csv, patient)
         bg, gsub = replay(inputs)
         write_replay_csv(out, inputs, bg, gsub)
+        manifest = Manifest.create(
+            "replay", {"domain": "glucose", "patient": patient, "inputs": str(replay_csv),
+                       "simulator": "UVA/Padova 2008 (biowm, RK4 1-min)"}
+        )
+        manifest.add_file(replay_csv, name="inputs")
+        manifest.add_file(out)
+        manifest.write(manifest_path_for(out))
         minutes = sum(inputs.lengths)
         console.print(
             f"replayed {len(inputs.patients)} patient(s), {minutes} patient-minutes -> {out}"
@@ -130,6 +137,8 @@ def simulate(
         compiled=accelerate == "on" or (accelerate == "auto" and n * days >= 1000),
     )
     if patient is not None:
+        if cohort != "all":
+            raise InvalidInputError("give --patient or --cohort, not both")
         patient_table().indices([patient])
         patients = [patient] * n
     else:

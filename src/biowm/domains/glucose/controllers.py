@@ -121,25 +121,28 @@ class ClinicianPolicy:
         zero = torch.zeros_like(cgm_mg_dl)
         bolus_now = zero
         if bool(meal.any()):
-            estimate = carbs_g * torch.exp(
-                self.carb_estimate_log_sd * crandom.normal(keys, _CARB_ERR, event)
+            # Draw only for subjects eating now: randomness is keyed per subject and minute.
+            idx = torch.nonzero(meal).flatten()
+            k, e = keys[idx], event[idx]
+            estimate = carbs_g[idx] * torch.exp(
+                self.carb_estimate_log_sd * crandom.normal(k, _CARB_ERR, e)
             )
             dose = meal_bolus_u(
-                estimate, cgm_mg_dl, memory["carb_ratio"], memory["correction_factor"],
-                self.target_mg_dl,
-            ) * torch.exp(self.dose_log_sd * crandom.normal(keys, _DOSE_ERR, event))
-            missed = crandom.uniform(keys, _MISS, event) < self.miss_probability
-            late = ~missed & (crandom.uniform(keys, _LATE, event) < self.late_probability)
+                estimate, cgm_mg_dl[idx], memory["carb_ratio"][idx],
+                memory["correction_factor"][idx], self.target_mg_dl,
+            ) * torch.exp(self.dose_log_sd * crandom.normal(k, _DOSE_ERR, e))
+            missed = crandom.uniform(k, _MISS, e) < self.miss_probability
+            late = ~missed & (crandom.uniform(k, _LATE, e) < self.late_probability)
             lo, hi = self.late_minutes
-            delay = lo + (hi - lo) * crandom.uniform(keys, _DELAY, event)
-            on_time = meal & ~missed & ~late
-            goes_late = meal & late
-            bolus_now = torch.where(on_time, dose, zero)
+            delay = lo + (hi - lo) * crandom.uniform(k, _DELAY, e)
+            bolus_now = zero.index_put((idx,), torch.where(~missed & ~late, dose, 0.0))
             memory = dict(memory)
-            memory["pending_u"] = memory["pending_u"] + torch.where(goes_late, dose, zero)
-            memory["pending_due"] = torch.where(
-                goes_late, torch.minimum(memory["pending_due"], minute + delay),
-                memory["pending_due"],
+            memory["pending_u"] = memory["pending_u"].index_add(
+                0, idx, torch.where(late, dose, 0.0)
+            )
+            due_late = torch.where(late, minute[idx] + delay, torch.inf)
+            memory["pending_due"] = memory["pending_due"].index_put(
+                (idx,), torch.minimum(memory["pending_due"][idx], due_late)
             )
         due = memory["pending_due"] <= minute
         if bool(due.any()):
@@ -154,9 +157,13 @@ class ClinicianPolicy:
             & (minute - memory["last_bolus_minute"] > 180.0)
         )
         if bool(wants_correction.any()):
-            decide = crandom.uniform(keys, _CORRECT, event) < self.correction_probability_per_hour
-            correction = (cgm_mg_dl - self.target_mg_dl) / memory["correction_factor"]
-            bolus_now = bolus_now + torch.where(wants_correction & decide, correction, zero)
+            idx = torch.nonzero(wants_correction).flatten()
+            decide = (
+                crandom.uniform(keys[idx], _CORRECT, event[idx])
+                < self.correction_probability_per_hour
+            )
+            correction = (cgm_mg_dl[idx] - self.target_mg_dl) / memory["correction_factor"][idx]
+            bolus_now = bolus_now.index_add(0, idx, torch.where(decide, correction, 0.0))
         delivered = self.pump.bolus_u(bolus_now)
         if bool((delivered > 0).any()):
             memory = dict(memory)

@@ -73,7 +73,8 @@ class GlucoseSimulator:
 
     def __getstate__(self) -> dict[str, object]:
         # The compiled kernel and the cached table are rebuilt on unpickling (worker processes).
-        return {k: v for k, v in self.__dict__.items() if k not in ("_advance", "table")}
+        dropped = ("_advance", "table", "_parameter_cache")
+        return {k: v for k, v in self.__dict__.items() if k not in dropped}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
@@ -138,7 +139,7 @@ class GlucoseSimulator:
         minutes = int(round(dt))
         if minutes < 1 or abs(dt - minutes) > 1e-9:
             raise InvalidInputError(f"glucose step dt must be a whole number of minutes, got {dt}")
-        p = ModelParameters.from_matrix(state["params"])
+        p = self._parameters(state["params"])
         action = action.to(torch.float64)
         insulin_pmol = action[:, 0] * PMOL_PER_U / p.BW
         x = state["x"].T.contiguous()
@@ -160,7 +161,7 @@ class GlucoseSimulator:
         latent, sample = self._advance_sensor(state, minute)
         new = dict(state)
         new.update(
-            x=x.T.contiguous(),
+            x=x.T,  # batch-first view of the [13, B] buffer: the next step needs no copy
             minute=minute,
             planned_carbs_g=meal.planned_carbs_g,
             eaten_last_minute_g=meal.eaten_last_minute_g,
@@ -171,6 +172,15 @@ class GlucoseSimulator:
             cgm_sample=sample,
         )
         return new
+
+    def _parameters(self, params: torch.Tensor) -> ModelParameters:
+        """Per-parameter `[B]` vectors, cached while the same parameter tensor is stepped."""
+        cached = getattr(self, "_parameter_cache", None)
+        if cached is not None and cached[0] is params:
+            return cached[1]
+        unpacked = ModelParameters.from_matrix(params)
+        self._parameter_cache = (params, unpacked)
+        return unpacked
 
     def _advance_sensor(
         self, state: State, minute: torch.Tensor
