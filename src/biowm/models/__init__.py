@@ -1,0 +1,5 @@
+"""World models and baselines, all behind the `WorldModel` protocol; no domain knowledge here."""
+
+from biowm.models.registry import load_world_model, model_classes, register_model
+
+__all__ = ["load_world_model", "model_classes", "register_model"]
