@@ -1,4 +1,4 @@
-"""Model cards: what a model is for, what it was trained on, how well it did, where not to use it."""
+"""Model cards: what a model is for, what it was trained on, how it did, where not to use it."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def model_card(
 ) -> str:
     """Markdown model card generated from the config, the manifest and evaluation results."""
     data_hashes = manifest.config.get("training_data_sha256", {})
+    packages = ", ".join(f"{k} {v}" for k, v in sorted(manifest.package_versions.items()))
     lines = [
         f"# Model card: {title}",
         "",
@@ -30,7 +31,7 @@ def model_card(
         f"- format version: {config.get('format_version', 1)}",
         f"- seed: {manifest.seed}",
         f"- biowm commit: {manifest.git_commit or 'unknown'}",
-        f"- packages: {', '.join(f'{k} {v}' for k, v in sorted(manifest.package_versions.items()))}",
+        f"- packages: {packages}",
         "",
         "## Training data",
     ]
