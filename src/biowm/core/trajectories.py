@@ -9,6 +9,7 @@ subject-time) with the spaces stored in the schema metadata.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -291,3 +292,13 @@ def _plain_schema(schema: pa.Schema) -> pa.Schema:
         pa.field(f.name, pa.string()) if pa.types.is_dictionary(f.type) else f for f in schema
     ]
     return pa.schema(fields, metadata=schema.metadata)
+
+
+def trajectories_sha256(data: Trajectories) -> str:
+    """Content hash of the data a model saw (unobserved values do not count)."""
+    digest = hashlib.sha256()
+    digest.update("\n".join(data.subject_ids).encode())
+    obs = torch.where(data.mask, data.obs, torch.zeros_like(data.obs))
+    for tensor in (data.times, obs, data.mask, data.actions, data.static):
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

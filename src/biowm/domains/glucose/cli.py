@@ -13,7 +13,7 @@ from rich.table import Table
 
 from biowm.core.errors import InvalidInputError
 from biowm.core.executor import make_executor
-from biowm.core.io import check_writable
+from biowm.core.io import check_writable, check_writable_dir
 from biowm.core.manifest import Manifest, manifest_path_for
 from biowm.core.trajectories import TrajectoryWriter
 from biowm.domains.glucose.cohort import (
@@ -162,3 +162,19 @@ def simulate(
     title = f"{controller}: {n} subjects × {days} day(s), outcomes on true BG"
     Console(width=max(Console().width, 150)).print(outcome_table(result, title))
     console.print(f"wrote {writer.n_rows} rows for {writer.n_subjects} subjects -> {out}")
+
+
+def benchmark(
+    out: Annotated[Path, typer.Option(help="Directory for results.json, data and models.")],
+    quick: Annotated[bool, typer.Option(help="Small version (minutes) for CI and demos.")]
+    = False,
+    seed: Annotated[int, typer.Option(help="Seeds data, training and sampling.")] = 0,
+) -> None:
+    """Forecasting and counterfactual accuracy of world models vs baselines, and controllers."""
+    from biowm.domains.glucose.benchmark import BenchmarkSettings, run_benchmark
+
+    settings = BenchmarkSettings.quick() if quick else BenchmarkSettings()
+    settings.seed = seed
+    check_writable_dir(out)
+    torch.manual_seed(seed)
+    run_benchmark(out, settings, Console(width=max(Console().width, 150)))

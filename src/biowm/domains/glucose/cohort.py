@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from biowm.core.executor import Executor, InProcessExecutor, ordered
+from biowm.core.simulator import State
 from biowm.core.space import Space
 from biowm.core.trajectories import Trajectories, TrajectoryWriter
 from biowm.domains.glucose.controllers import Controller
@@ -49,10 +50,14 @@ def simulate_shard(
     seed: int,
     subject_offset: int = 0,
     on_minutes: Callable[[int], None] | None = None,
+    on_step: Callable[[int, State, torch.Tensor], None] | None = None,
 ) -> Trajectories:
     """Simulate `patients` (one subject each) for `days`, logged at the sensor period.
 
     `on_minutes(k)` is called as simulation progresses with `k` patient-minutes done.
+    `on_step(minute, state, insulin_u_per_min)` sees every minute's state before it is
+    stepped and the insulin rate `[B]` delivered over it (e.g. to keep snapshots for
+    branching); it must not modify them.
     """
     sample = simulator.sensor.sample_minutes
     total_minutes = days * MINUTES_PER_DAY
@@ -73,6 +78,8 @@ def simulate_shard(
             obs[:, k, 1] = bg_mg_dl(state).float()
         carbs = simulator.meals_due(state)
         insulin, memory = controller.act(memory, cgm, carbs, state["minute"])
+        if on_step is not None:
+            on_step(minute, state, insulin)
         insulin_sum[:, k] += insulin
         carbs_sum[:, k] += carbs
         state = simulator.step(state, torch.stack([insulin, zeros], dim=1), 1.0)
