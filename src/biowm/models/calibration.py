@@ -21,8 +21,7 @@ def spread_scale(
     level: float = 0.9,
 ) -> torch.Tensor:
     """Per-(horizon, channel) factor `[H, D]` making the `level` interval cover `level`."""
-    z = ((truth - mean) / sd.clamp(min=1e-6)).abs()
-    z = torch.where(mask, z, torch.nan)
+    z = torch.where(mask, ((truth - mean) / sd.clamp(min=1e-6)).abs(), torch.nan)
     quantile = torch.nanquantile(z.double(), level, dim=0).float()
     normal_quantile = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.5 + level / 2))
     scale = quantile / normal_quantile

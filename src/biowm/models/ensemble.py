@@ -10,11 +10,13 @@ penalty: where members disagree, the data did not pin the dynamics down.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from biowm.core.errors import InvalidInputError
+from biowm.core.executor import make_executor
 from biowm.core.manifest import Manifest
 from biowm.core.model_io import load_model_dir, save_model_dir
 from biowm.core.space import Space
@@ -26,6 +28,22 @@ from biowm.models.noise import correlated_normal
 from biowm.models.registry import register_model
 from biowm.models.training import TrainConfig
 from biowm.models.windows import Windows
+
+
+@dataclass
+class _MemberJob:
+    member: LatentWorldModel
+    train: Trajectories
+    val: Trajectories
+    options: dict[str, Any]
+
+
+def _fit_member(
+    job: _MemberJob,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any], FitReport]:
+    """Train one member (top level, so a worker process can run it)."""
+    report = job.member.fit(job.train, job.val, **job.options)
+    return job.member.config_dict(), job.member.state_tensors(), job.member.provenance, report
 
 
 @register_model("ensemble")
@@ -63,11 +81,21 @@ class DeepEnsemble:
     def step(self) -> float:
         return self.members[0].step
 
-    def fit(self, train: Trajectories, val: Trajectories, **options: Any) -> FitReport:
-        reports = []
-        for k, member in enumerate(self.members):
-            description = f"member {k + 1}/{len(self.members)}"
-            reports.append(member.fit(train, val, description=description, **options))
+    def fit(self, train: Trajectories, val: Trajectories, workers: int = 1,
+            **options: Any) -> FitReport:
+        """Train the members (in `workers` processes when > 1), then calibrate the mixture."""
+        jobs = [
+            _MemberJob(member, train, val, {**options, "description":
+                                            f"member {k + 1}/{len(self.members)}"})
+            for k, member in enumerate(self.members)
+        ]
+        reports: list[FitReport] = [None] * len(jobs)  # type: ignore[list-item]
+        for k, (config, tensors, provenance, report) in make_executor(workers).imap(
+            _fit_member, jobs
+        ):
+            self.members[k] = LatentWorldModel.from_state(config, tensors)
+            self.members[k].provenance = provenance
+            reports[k] = report
         val_windows = self.members[0].windows(val)
         self.calibrate(val_windows)
         self.provenance = {

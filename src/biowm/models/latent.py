@@ -114,9 +114,10 @@ class Normaliser:
 
     @classmethod
     def fit(cls, windows: Windows, step: float) -> Normaliser:
-        obs, mask = windows.history.obs, windows.history.mask
+        mask = windows.history.mask
+        obs = torch.where(mask, windows.history.obs, torch.zeros_like(windows.history.obs))
         counts = mask.sum(dim=(0, 1)).clamp(min=1)
-        mean = (obs * mask).sum(dim=(0, 1)) / counts
+        mean = obs.sum(dim=(0, 1)) / counts
         sd = (((obs - mean) ** 2 * mask).sum(dim=(0, 1)) / counts).sqrt().clamp(min=1e-3)
         actions = windows.future_actions.reshape(-1, windows.future_actions.shape[-1])
         linear = torch.quantile(actions.abs().float(), 0.99, dim=0).clamp(min=1e-6)
@@ -194,8 +195,9 @@ class LatentWorldModel:
             raise InvalidInputError(
                 "history must end with its last valid time point (no padding at the end)"
             )
-        obs = history.obs[:, -length:][..., channels].float()
-        mask = history.mask[:, -length:][..., channels].float()
+        mask = history.mask[:, -length:][..., channels]
+        obs = torch.where(mask, history.obs[:, -length:][..., channels], 0.0).float()
+        mask = mask.float()
         actions = norm.actions(history.actions[:, -length:].float())
         dt = torch.diff(times, dim=1, prepend=times[:, :1] - norm.step)[..., None] / norm.step
         last = _last_observed(norm.obs(obs), mask)
@@ -206,8 +208,9 @@ class LatentWorldModel:
         assert self.normaliser is not None
         history = self._history_tensors(windows.history)
         future = self.normaliser.actions(windows.future_actions.float())
-        target = self.normaliser.obs(windows.future_obs.float())
-        return [*history, future, target, windows.future_mask.float()]
+        observed = windows.future_mask
+        target = torch.where(observed, self.normaliser.obs(windows.future_obs.float()), 0.0)
+        return [*history, future, target, observed.float()]
 
     def _loss(self, batch: list[torch.Tensor]) -> torch.Tensor:
         assert self.network is not None
@@ -379,5 +382,5 @@ def _card(title: str, config: dict[str, Any], manifest: Manifest, model: Any) ->
             "Predictive intervals are calibrated on validation windows of the training "
             "population; coverage on a shifted population is not guaranteed.",
         ],
-        metrics=model.provenance,
+        metrics={k: v for k, v in model.provenance.items() if k != "training_data_sha256"},
     )

@@ -1,0 +1,1 @@
+"""Planning over imagined futures: batched MPC (CEM, MPPI) with a safety shield."""
