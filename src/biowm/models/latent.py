@@ -54,6 +54,7 @@ class LatentConfig:
     hidden_dim: int = 128
     static_dim: int = 16
     stride: int = 3
+    use_static: bool = True
     seed: int = 0
 
 
@@ -201,8 +202,10 @@ class LatentWorldModel:
         actions = norm.actions(history.actions[:, -length:].float())
         dt = torch.diff(times, dim=1, prepend=times[:, :1] - norm.step)[..., None] / norm.step
         last = _last_observed(norm.obs(obs), mask)
-        return [norm.obs(obs) * mask, mask, actions, dt, norm.static(history.static.float()),
-                last]
+        static = norm.static(history.static.float())
+        if not self.config.use_static:  # infer the subject from its history alone
+            static = torch.zeros_like(static)
+        return [norm.obs(obs) * mask, mask, actions, dt, static, last]
 
     def _training_tensors(self, windows: Windows) -> list[torch.Tensor]:
         assert self.normaliser is not None

@@ -139,6 +139,7 @@ class MPCPlanner:
         nominal: torch.Tensor,
         fallback_actions: torch.Tensor,
         recent_actions: torch.Tensor | None = None,
+        envelope: tuple[torch.Tensor, torch.Tensor] | None = None,
         current_obs: torch.Tensor | None = None,
         obs_space: Space | None = None,
     ) -> Plan:
@@ -146,8 +147,10 @@ class MPCPlanner:
 
         `fixed_actions [B, H, A]` holds the channels not planned, `nominal` (`[B, C]` or
         `[B, blocks, C]`) centres the search, `fallback_actions [B, H, A]` is the safe default,
-        `recent_actions [B, L, A]` feed the amount-on-board limit, and `current_obs [B, D]`
-        (in `obs_space`) is checked against the validation domain.
+        `recent_actions [B, L, A]` feed the amount-on-board limit, `envelope` (low, high,
+        each `[B, blocks, C]`) is a per-subject trust region that keeps candidates where the
+        model was trained (a learned model is exploitable far from its data), and
+        `current_obs [B, D]` (in `obs_space`) is checked against the validation domain.
         """
         cfg = self.config
         b = len(belief)
@@ -158,8 +161,13 @@ class MPCPlanner:
             nominal = nominal[:, None, :].expand(b, nb, c)
         nominal = nominal.float()
         mean = nominal.clone()
-        std = (self.high - self.low) * cfg.initial_std_fraction
-        std = std.expand(b, nb, c).clone()
+        low = self.low.expand(b, nb, c)
+        high = self.high.expand(b, nb, c)
+        if envelope is not None:
+            low = torch.maximum(low, envelope[0].float())
+            high = torch.minimum(high, envelope[1].float()).clamp(min=low)
+        mean = torch.minimum(torch.maximum(mean, low), high)
+        std = ((high - low) * cfg.initial_std_fraction).clamp(min=1e-6)
         n = cfg.candidates
         repeated = belief.repeat(n)
         best_cost = torch.full((b,), torch.inf)
@@ -175,7 +183,7 @@ class MPCPlanner:
             blocks = mean[:, None] + std[:, None] * noise
             blocks[:, 0] = mean  # keep the current mean as a candidate
             blocks[:, 1] = nominal
-            blocks = torch.maximum(torch.minimum(blocks, self.high), self.low)
+            blocks = torch.maximum(torch.minimum(blocks, high[:, None]), low[:, None])
             actions = self._expand(blocks, fixed_actions.float())
             recent = None if recent_actions is None else recent_actions.repeat_interleave(n, 0)
             actions = self._limit_on_board(actions, recent, model.step)

@@ -25,20 +25,24 @@ from rich.console import Console
 from rich.table import Table
 
 from biowm.bench.forecast_metrics import score_forecast
+from biowm.core.executor import make_executor
 from biowm.core.io import atomic_write_text, check_writable_dir
 from biowm.core.manifest import Manifest
 from biowm.core.trajectories import Trajectories, TrajectoryWriter
 from biowm.core.world_model import WorldModel
 from biowm.domains.glucose.cohort import empty_log, simulate_cohort
+from biowm.domains.glucose.control import ControlJob, run_control_job
 from biowm.domains.glucose.controllers import BasalBolus, ClinicianPolicy
 from biowm.domains.glucose.forecast_data import BRANCHES, make_forecast_benchmark
 from biowm.domains.glucose.patients import patient_table
+from biowm.domains.glucose.report import build_report
 from biowm.domains.glucose.scenario import MealSchedule
 from biowm.domains.glucose.simulator import GlucoseSimulator
 from biowm.models.ensemble import DeepEnsemble
 from biowm.models.linear import LinearARX
 from biowm.models.persistence import Persistence
 from biowm.models.windows import Windows
+from biowm.plan.mpc import MPCConfig
 
 TARGET = "cgm_mg_dl"
 HORIZONS_MIN = (30, 60, 120)
@@ -57,15 +61,31 @@ class BenchmarkSettings:
     horizon_steps: int = 24
     stride: int = 2
     members: int = 5
-    max_epochs: int = 25
+    max_epochs: int = 8
     max_batches_per_epoch: int | None = 200
+    patience: int = 3
+    use_static: bool = False
+    workers: int = 2
+    control_days: int = 7
+    control_seeds: tuple[int, ...] = (1, 2, 3)
+    oracle_seeds: tuple[int, ...] = (1,)
+    control_groups: tuple[str, ...] = ("adolescent", "child")
     seed: int = 0
+
+    @classmethod
+    def demo(cls) -> BenchmarkSettings:
+        """The `make demo` size: every step of the full run, in a few minutes."""
+        return cls(train_subjects_per_patient=3, val_subjects_per_patient=2,
+                   test_subjects_per_patient=1, days=2, members=3, max_epochs=4,
+                   max_batches_per_epoch=100, stride=3, control_days=1, control_seeds=(1,),
+                   oracle_seeds=(1,))
 
     @classmethod
     def quick(cls) -> BenchmarkSettings:
         return cls(train_subjects_per_patient=2, val_subjects_per_patient=1,
                    test_subjects_per_patient=1, days=2, members=2, max_epochs=3,
-                   max_batches_per_epoch=40, stride=4)
+                   max_batches_per_epoch=40, stride=4, workers=1, control_days=1,
+                   control_seeds=(1,), oracle_seeds=(), control_groups=("child",))
 
 
 def split_patients() -> dict[str, list[str]]:
@@ -119,7 +139,7 @@ def run_benchmark(out: Path, settings: BenchmarkSettings, console: Console) -> d
     models: dict[str, Any] = {
         "persistence": Persistence(**common),
         "linear": LinearARX(**common),
-        "world_model": DeepEnsemble(members=s.members, **common),
+        "world_model": DeepEnsemble(members=s.members, use_static=s.use_static, **common),
     }
     horizon_steps = [m // 5 for m in HORIZONS_MIN if m // 5 <= s.horizon_steps]
     results: dict[str, Any] = {"settings": asdict(s), "split": split, "models": {},
@@ -127,7 +147,8 @@ def run_benchmark(out: Path, settings: BenchmarkSettings, console: Console) -> d
     for name, model in models.items():
         console.print(f"training {name} ...")
         t0 = time.perf_counter()
-        options = ({"max_epochs": s.max_epochs, "max_batches_per_epoch": s.max_batches_per_epoch}
+        options = ({"max_epochs": s.max_epochs, "max_batches_per_epoch": s.max_batches_per_epoch,
+                    "patience": s.patience, "workers": s.workers, "progress": s.workers == 1}
                    if name == "world_model" else {})
         report = model.fit(train, val, **options)
         fit_seconds = time.perf_counter() - t0
@@ -147,6 +168,17 @@ def run_benchmark(out: Path, settings: BenchmarkSettings, console: Console) -> d
             error = forecast.mean()[..., 0] - windows.future_obs[..., 0]
             for step in horizon_steps:
                 pooled.setdefault(step * 5, []).append(error[:, step - 1])
+        examples = cf.windows.select(torch.arange(min(3, len(cf))))
+        example = model.imagine(model.encode(examples.history), examples.future_actions,
+                                n_samples=400, seed=s.seed)
+        channel = examples.history.obs_space.index(TARGET)
+        results.setdefault("fan_examples", {})[name] = {
+            "history": examples.history.obs[..., channel].tolist(),
+            "truth": examples.future_obs[..., channel].tolist(),
+            "quantiles": {str(q): example.quantile(q)[..., 0].tolist()
+                          for q in (0.05, 0.25, 0.5, 0.75, 0.95)},
+            "step_minutes": float(model.step),
+        }
         results["models"][name] = {
             "rmse_mg_dl": {str(m): factual[f"rmse@{m}"] for m in HORIZONS_MIN
                            if f"rmse@{m}" in factual},
@@ -172,6 +204,7 @@ def run_benchmark(out: Path, settings: BenchmarkSettings, console: Console) -> d
         results["controllers"][name] = {
             k: float(outcome.metrics[k].mean()) for k in CONTROLLER_METRICS
         }
+    run_closed_loop_section(results, out, s, console)
     results["counts"] = {
         "train_windows": models["world_model"].provenance.get("n_train_windows"),
         "test_windows": len(test.windows), "counterfactual_windows": len(test.counterfactual),
@@ -185,10 +218,51 @@ def run_benchmark(out: Path, settings: BenchmarkSettings, console: Console) -> d
         manifest.add_file(out / "models" / name / "weights.safetensors",
                           name=f"models/{name}/weights.safetensors")
     results["manifest"] = json.loads(manifest.to_json())
+    extras = {k: results.pop(k) for k in ("closed_loop_traces", "fan_examples")
+              if k in results}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    results.update(extras)
     print_tables(results, console)
+    report = build_report(results, out)
     console.print(f"wrote {out / 'results.json'} ({results['wall_seconds']:.0f} s)")
+    console.print(f"report: {report.resolve()}")
     return results
+
+
+def run_closed_loop_section(results: dict[str, Any], out: Path, s: BenchmarkSettings,
+                            console: Console) -> None:
+    """Closed loop in the true simulator: basal-bolus, MPC on the learned model, oracle."""
+    table = patient_table()
+    patients = [n for group in s.control_groups for n in table.cohort(group)]
+    jobs = [ControlJob("basal-bolus", None, patients, s.control_days, seed)
+            for seed in s.control_seeds]
+    jobs += [ControlJob("mpc", str(out / "models" / "world_model"), patients, s.control_days,
+                        seed) for seed in s.control_seeds]
+    jobs += [ControlJob("mpc-oracle", None, patients, s.control_days, seed,
+                        MPCConfig(candidates=32, iterations=2, forecast_samples=1))
+             for seed in s.oracle_seeds]
+    console.print(f"closed loop: {len(jobs)} runs of {len(patients)} patients × "
+                  f"{s.control_days} days ...")
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for _, summary in make_executor(s.workers).imap(run_control_job, jobs):
+        runs.setdefault(summary["controller"], []).append(summary)
+        console.print(f"  {summary['controller']} seed {summary['seed']}: "
+                      f"TIR {summary['metrics']['tir']:.1f} %")
+    closed: dict[str, Any] = {}
+    for name, summaries in runs.items():
+        summaries.sort(key=lambda r: r["seed"])
+        mean = {k: sum(r["metrics"][k] for r in summaries) / len(summaries)
+                for k in summaries[0]["metrics"]}
+        closed[name] = {
+            "mean_over_seeds": mean, "seeds": [r["seed"] for r in summaries],
+            "per_seed": [r["metrics"] for r in summaries],
+            "decision_ms_median": [r.get("decision_ms_median") for r in summaries],
+            "shielded_fraction": [r.get("shielded_fraction") for r in summaries],
+        }
+        results["controllers"][f"closed-loop {name}"] = {k: mean[k] for k in CONTROLLER_METRICS}
+    results["closed_loop"] = {"patients": patients, "days": s.control_days, **closed}
+    results["closed_loop_traces"] = {name: summaries[0].get("log", {})
+                                     for name, summaries in runs.items()}
 
 
 def print_tables(results: dict[str, Any], console: Console) -> None:

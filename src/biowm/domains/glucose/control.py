@@ -139,6 +139,7 @@ class MPCPolicy:
     config: MPCConfig = field(default_factory=MPCConfig)
     name: str = "mpc"
     history_steps: int = 48
+    basal_factor: float = 3.0
     decision_seconds: list[float] = field(default_factory=list)
 
     def reset(self, simulator: GlucoseSimulator, state: State) -> None:
@@ -171,9 +172,16 @@ class MPCPolicy:
         nominal[:, 0, 0] += bolus_rate
         recent = torch.stack([log.insulin[:, max(0, k - 48):k],
                               log.carbs[:, max(0, k - 48):k]], dim=2).float()
+        # Trust region: at most `basal_factor` × basal between meals and 1.5 × the standard
+        # bolus at a meal, the range of doses the logs behind the model contain.
+        high = basal[:, None, None] * self.basal_factor
+        high = high.expand(b, len(self.config.block_sizes), 1).clone()
+        high[:, 0, 0] += 1.5 * bolus_rate
+        envelope = (torch.zeros_like(high), high)
         plan = self.planner.plan(
             self.model, self.belief(k, state, log), fixed, nominal, fallback,
-            recent_actions=recent, current_obs=log.cgm[:, k : k + 1].float(),
+            recent_actions=recent, envelope=envelope,
+            current_obs=log.cgm[:, k : k + 1].float(),
             obs_space=Space.of(CGM_CHANNEL),
         )
         log.shielded[:, k] = plan.shielded
@@ -230,13 +238,14 @@ def rounded_meal_simulator(days: int, compiled: bool = False) -> GlucoseSimulato
 def run_closed_loop(
     policy: Policy, patients: list[str], days: int, seed: int,
     simulator: GlucoseSimulator | None = None, carb_estimate_log_sd: float = 0.2,
-    on_sample: Callable[[int], None] | None = None,
+    on_sample: Callable[[int], None] | None = None, steps: int | None = None,
 ) -> dict[str, Any]:
-    """Simulate `patients` for `days` under `policy`; metrics per subject and the log."""
+    """Simulate `patients` for `days` (or only the first `steps` 5-minute decisions) under
+    `policy`; metrics per subject and the log."""
     sim = simulator or rounded_meal_simulator(days)
     state = sim.reset(subjects=patients, seed=seed)
     policy.reset(sim, state)
-    b, n = len(patients), days * 1440 // SAMPLE_MINUTES
+    b, n = len(patients), steps or days * 1440 // SAMPLE_MINUTES
     log = ClosedLoopLog(
         cgm=torch.zeros(b, n, dtype=torch.float64), bg=torch.zeros(b, n, dtype=torch.float64),
         insulin=torch.zeros(b, n, dtype=torch.float64),
@@ -259,3 +268,60 @@ def run_closed_loop(
             on_sample(k)
     metrics = glycemic_metrics(log.bg)
     return {"metrics": metrics, "log": log, "patients": patients}
+
+
+def control_summary(result: dict[str, Any], policy: Policy) -> dict[str, Any]:
+    """Mean consensus metrics, shield statistics and decision latency as plain numbers."""
+    import statistics
+
+    log: ClosedLoopLog = result["log"]
+    metrics = {k: float(v.mean()) for k, v in result["metrics"].items()}
+    notes = []
+    summary: dict[str, Any] = {"controller": policy.name, "patients": result["patients"],
+                               "metrics": metrics}
+    seconds = getattr(policy, "decision_seconds", [])
+    if seconds:
+        summary["decision_ms_median"] = 1000 * statistics.median(seconds)
+        summary["shielded_fraction"] = float(log.shielded.float().mean())
+        reasons = [r for subject in log.reasons for r in subject]
+        summary["shield_reasons_sample"] = reasons[:5]
+        notes.append(f"median decision {summary['decision_ms_median']:.0f} ms for "
+                     f"{len(result['patients'])} patients; fallback used in "
+                     f"{100 * summary['shielded_fraction']:.1f} % of decisions")
+    summary["notes"] = notes
+    return summary
+
+
+@dataclass
+class ControlJob:
+    """One closed-loop run for an executor: controller kind, model directory, cohort, seed."""
+
+    controller: str
+    model_dir: str | None
+    patients: list[str]
+    days: int
+    seed: int
+    mpc: MPCConfig = field(default_factory=MPCConfig)
+
+
+def run_control_job(job: ControlJob) -> dict[str, Any]:
+    """Top-level (picklable) closed-loop run; returns per-subject and mean metrics."""
+    from biowm.models import load_world_model
+
+    sim = rounded_meal_simulator(job.days)
+    policy: Policy
+    if job.controller == "basal-bolus":
+        policy = BasalBolusPolicy()
+    elif job.controller == "mpc":
+        assert job.model_dir is not None
+        policy = MPCPolicy(load_world_model(job.model_dir), config=job.mpc)
+    elif job.controller == "mpc-oracle":
+        policy = OraclePolicy(SimulatorModel(rounded_meal_simulator(job.days)), config=job.mpc)
+    else:
+        raise ValueError(job.controller)
+    result = run_closed_loop(policy, job.patients, job.days, job.seed, simulator=sim)
+    summary = control_summary(result, policy)
+    summary["seed"] = job.seed
+    summary["per_subject"] = {k: v.tolist() for k, v in result["metrics"].items()}
+    summary["log"] = {"bg": result["log"].bg.float().tolist()} if job.seed == 1 else {}
+    return summary

@@ -1,0 +1,1 @@
+"""HTML reports, plots and model cards built from benchmark results."""
