@@ -2,7 +2,10 @@
 
 Simulates a logged cohort of all 30 virtual patients under the noisy clinician policy and
 under standard basal-bolus therapy, writes the logs as Parquet with manifests, replays a
-pump-and-meal record through one patient, and runs a Gymnasium episode.
+pump-and-meal record through one patient, runs a Gymnasium episode, then trains world
+models and baselines on logged data, evaluates them on held-out patients (factual and
+counterfactual), runs closed-loop control (basal-bolus, MPC on the learned model, MPC on
+the true simulator) and writes `report.html`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from rich.console import Console
 from biowm.core.io import check_writable_dir
 from biowm.core.manifest import Manifest
 from biowm.core.trajectories import Trajectories, TrajectoryWriter
+from biowm.domains.glucose.benchmark import BenchmarkSettings, run_benchmark
 from biowm.domains.glucose.cli import outcome_table
 from biowm.domains.glucose.cohort import cohort_patients, empty_log, simulate_cohort
 from biowm.domains.glucose.controllers import BasalBolus, ClinicianPolicy
@@ -29,7 +33,10 @@ DEFAULT_OUT = Path("runs/demo")
 
 
 def run_demo(args: Sequence[str] = ()) -> None:
-    out = check_writable_dir(Path(args[0]) if args else DEFAULT_OUT)
+    """`biowm demo [OUT] [--quick]`: the tour; `--quick` is the reduced size CI runs."""
+    quick = "--quick" in args
+    positional = [a for a in args if not a.startswith("--")]
+    out = check_writable_dir(Path(positional[0]) if positional else DEFAULT_OUT)
     console = Console(width=max(Console().width, 150))
     sim = GlucoseSimulator(meal_schedule=MealSchedule(), scenario_days=1)
     patients = cohort_patients(sim, "all", 30)
@@ -74,4 +81,7 @@ def run_demo(args: Sequence[str] = ()) -> None:
         steps += 1
         done = terminated or truncated
     console.print(f"  basal-only agent: {steps} steps, return {total:.1f} (negative risk index)")
-    console.print(f"\nOutputs in {out}/ — try: biowm simulate glucose --help")
+    console.rule("4. World models: train, evaluate, plan in closed loop, report")
+    settings = BenchmarkSettings.quick() if quick else BenchmarkSettings.demo()
+    run_benchmark(out / "benchmark", settings, console)
+    console.print(f"\nOutputs in {out}/; the report is {(out / 'benchmark' / 'report.html')}")

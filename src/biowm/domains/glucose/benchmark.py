@@ -70,6 +70,7 @@ class BenchmarkSettings:
     control_seeds: tuple[int, ...] = (1, 2, 3)
     oracle_seeds: tuple[int, ...] = (1,)
     control_groups: tuple[str, ...] = ("adolescent", "child")
+    control_limit: int | None = None
     seed: int = 0
 
     @classmethod
@@ -82,10 +83,11 @@ class BenchmarkSettings:
 
     @classmethod
     def quick(cls) -> BenchmarkSettings:
-        return cls(train_subjects_per_patient=2, val_subjects_per_patient=1,
-                   test_subjects_per_patient=1, days=2, members=2, max_epochs=3,
-                   max_batches_per_epoch=40, stride=4, workers=1, control_days=1,
-                   control_seeds=(1,), oracle_seeds=(), control_groups=("child",))
+        return cls(train_subjects_per_patient=1, val_subjects_per_patient=1,
+                   test_subjects_per_patient=1, days=2, members=2, max_epochs=2,
+                   max_batches_per_epoch=30, stride=4, workers=1, control_days=1,
+                   control_seeds=(1,), oracle_seeds=(1,), control_groups=("child",),
+                   control_limit=3)
 
 
 def split_patients() -> dict[str, list[str]]:
@@ -98,7 +100,7 @@ def split_patients() -> dict[str, list[str]]:
     }
 
 
-def _log(patients: list[str], days: int, seed: int, offset: int, path: Path) -> Trajectories:
+def _log(patients: list[str], days: int, seed: int, path: Path) -> Trajectories:
     sim = GlucoseSimulator(meal_schedule=MealSchedule(), scenario_days=days, compiled=False)
     manifest = Manifest.create("trajectories", {"domain": "glucose", "controller": "clinician",
                                                 "patients": sorted(set(patients)), "days": days},
@@ -127,9 +129,9 @@ def run_benchmark(out: Path, settings: BenchmarkSettings, console: Console) -> d
     split = split_patients()
     console.print("simulating training, validation and test cohorts (clinician policy) ...")
     train = _log([p for p in split["train"] for _ in range(s.train_subjects_per_patient)],
-                 s.days, s.seed, 0, out / "data" / "train.parquet")
+                 s.days, s.seed, out / "data" / "train.parquet")
     val = _log([p for p in split["val"] for _ in range(s.val_subjects_per_patient)],
-               s.days, s.seed + 1, 0, out / "data" / "val.parquet")
+               s.days, s.seed + 1, out / "data" / "val.parquet")
     test_patients = [p for p in split["test"] for _ in range(s.test_subjects_per_patient)]
     test = make_forecast_benchmark(test_patients, s.days, s.seed + 2, s.history_steps,
                                    s.horizon_steps, stride=3)
@@ -234,6 +236,9 @@ def run_closed_loop_section(results: dict[str, Any], out: Path, s: BenchmarkSett
     """Closed loop in the true simulator: basal-bolus, MPC on the learned model, oracle."""
     table = patient_table()
     patients = [n for group in s.control_groups for n in table.cohort(group)]
+    patients = patients[: s.control_limit] if s.control_limit else patients
+    if not s.control_seeds and not s.oracle_seeds:
+        return
     jobs = [ControlJob("basal-bolus", None, patients, s.control_days, seed)
             for seed in s.control_seeds]
     jobs += [ControlJob("mpc", str(out / "models" / "world_model"), patients, s.control_days,

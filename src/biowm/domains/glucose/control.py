@@ -33,7 +33,7 @@ from biowm.domains.glucose.simulator import (
     bg_mg_dl,
     gsub_mg_dl,
 )
-from biowm.plan.mpc import MPCConfig, MPCPlanner
+from biowm.plan.mpc import MPCConfig, MPCPlanner, Plan
 from biowm.plan.safety import AmountOnBoard, ChanceConstraint, SafetySpec
 
 SAMPLE_MINUTES = 5
@@ -140,9 +140,11 @@ class MPCPolicy:
     name: str = "mpc"
     history_steps: int = 48
     basal_factor: float = 3.0
+    replan_every: int = 3
     decision_seconds: list[float] = field(default_factory=list)
 
     def reset(self, simulator: GlucoseSimulator, state: State) -> None:
+        self._planned_at = -(10**9)
         self.standard = BasalBolusPolicy()
         self.standard.reset(simulator, state)
         self.simulator = simulator
@@ -157,6 +159,18 @@ class MPCPolicy:
 
     def act(self, k: int, state: State, log: ClosedLoopLog, carbs_g: torch.Tensor
             ) -> torch.Tensor:
+        """Re-plan every `replan_every` samples or at a meal; in between follow the plan."""
+        age = k - getattr(self, "_planned_at", -10**9)
+        if age < self.replan_every and not bool((carbs_g > 0).any()):
+            log.shielded[:, k] = self._plan_shielded
+            return self._plan[:, age]
+        plan = self._decide(k, state, log, carbs_g)
+        self._planned_at, self._plan = k, plan.actions[:, :, 0].double()
+        self._plan_shielded = plan.shielded
+        return self._plan[:, 0]
+
+    def _decide(self, k: int, state: State, log: ClosedLoopLog, carbs_g: torch.Tensor
+                ) -> Plan:
         import time
 
         started = time.perf_counter()
@@ -188,7 +202,7 @@ class MPCPolicy:
         for i, reasons in enumerate(plan.reasons):
             log.reasons[i].extend(f"t={k * SAMPLE_MINUTES} min: {r}" for r in reasons)
         self.decision_seconds.append(time.perf_counter() - started)
-        return plan.actions[:, 0, 0].double()
+        return plan
 
 
 @dataclass

@@ -76,6 +76,7 @@ class BasalBolus:
 
 _MISS, _LATE, _DELAY, _CARB_ERR, _DOSE_ERR, _BASAL_ERR = 41, 42, 43, 44, 45, 46
 _SUSPEND, _SUSPEND_START, _SUSPEND_LEN, _CORRECT = 47, 48, 49, 50
+_TEMP, _TEMP_START, _TEMP_LEN, _TEMP_FACTOR = 51, 52, 53, 54
 
 
 @dataclass
@@ -87,9 +88,12 @@ class ClinicianPolicy:
     late_probability: float = 0.15
     late_minutes: tuple[float, float] = (15.0, 60.0)
     carb_estimate_log_sd: float = 0.20
-    dose_log_sd: float = 0.10
+    dose_log_sd: float = 0.20
     basal_log_sd: float = 0.10
     suspension_probability_per_day: float = 0.15
+    temp_basal_probability_per_day: float = 0.5
+    temp_basal_factor: tuple[float, float] = (0.3, 2.0)
+    temp_basal_minutes: tuple[float, float] = (30.0, 180.0)
     suspension_minutes: tuple[float, float] = (60.0, 120.0)
     correction_threshold_mg_dl: float = 250.0
     correction_probability_per_hour: float = 0.5
@@ -110,6 +114,9 @@ class ClinicianPolicy:
             "suspension_day": torch.full((n,), -1, dtype=torch.long),
             "suspension_start": torch.zeros(n, dtype=torch.float64),
             "suspension_end": torch.zeros(n, dtype=torch.float64),
+            "temp_start": torch.zeros(n, dtype=torch.float64),
+            "temp_end": torch.zeros(n, dtype=torch.float64),
+            "temp_factor": torch.ones(n, dtype=torch.float64),
         }
 
     def act(
@@ -175,12 +182,15 @@ class ClinicianPolicy:
         suspended = (into_day >= memory["suspension_start"]) & (
             into_day < memory["suspension_end"]
         )
-        basal = self.pump.basal_u_per_min(memory["basal_u_per_min"])
+        temporary = (into_day >= memory["temp_start"]) & (into_day < memory["temp_end"])
+        factor = torch.where(temporary, memory["temp_factor"], 1.0)
+        basal = self.pump.basal_u_per_min(memory["basal_u_per_min"] * factor)
         basal = torch.where(suspended, zero, basal)
         return basal + delivered, memory
 
     def _plan_suspensions(self, memory: ControllerState, minute: torch.Tensor) -> ControllerState:
-        """Draw each subject's basal suspension (or none) once per day of simulated time."""
+        """Draw each subject's basal suspension and temporary basal rate (exercise, illness,
+        or simply a change of mind; either may not happen) once per simulated day."""
         day = torch.div(minute, 1440.0, rounding_mode="floor").long()
         stale = day != memory["suspension_day"]
         if not bool(stale.any()):
@@ -195,6 +205,16 @@ class ClinicianPolicy:
         memory["suspension_day"] = torch.where(stale, day, memory["suspension_day"])
         memory["suspension_start"] = torch.where(stale, start, memory["suspension_start"])
         memory["suspension_end"] = torch.where(stale, end, memory["suspension_end"])
+        temp = crandom.uniform(keys, _TEMP, day) < self.temp_basal_probability_per_day
+        t_start = 1440.0 * crandom.uniform(keys, _TEMP_START, day)
+        lo, hi = self.temp_basal_minutes
+        t_end = t_start + lo + (hi - lo) * crandom.uniform(keys, _TEMP_LEN, day)
+        f_lo, f_hi = self.temp_basal_factor
+        factor = f_lo + (f_hi - f_lo) * crandom.uniform(keys, _TEMP_FACTOR, day)
+        memory["temp_start"] = torch.where(stale, t_start, memory["temp_start"])
+        memory["temp_end"] = torch.where(stale & temp, t_end,
+                                         torch.where(stale, t_start, memory["temp_end"]))
+        memory["temp_factor"] = torch.where(stale, factor, memory["temp_factor"])
         return memory
 
 
