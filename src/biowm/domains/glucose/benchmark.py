@@ -242,7 +242,8 @@ def run_closed_loop_section(results: dict[str, Any], out: Path, s: BenchmarkSett
     jobs = [ControlJob("basal-bolus", None, patients, s.control_days, seed)
             for seed in s.control_seeds]
     jobs += [ControlJob("mpc", str(out / "models" / "world_model"), patients, s.control_days,
-                        seed) for seed in s.control_seeds]
+                        seed, MPCConfig(candidates=32, iterations=2))
+             for seed in s.control_seeds]
     jobs += [ControlJob("mpc-oracle", None, patients, s.control_days, seed,
                         MPCConfig(candidates=32, iterations=2, forecast_samples=1))
              for seed in s.oracle_seeds]

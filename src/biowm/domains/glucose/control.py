@@ -136,10 +136,12 @@ class MPCPolicy:
     """MPC on a world model; the planner's fallback is the basal-bolus action sequence."""
 
     model: WorldModel
-    config: MPCConfig = field(default_factory=MPCConfig)
+    config: MPCConfig = field(default_factory=lambda: MPCConfig(candidates=32, iterations=2))
     name: str = "mpc"
     history_steps: int = 48
-    basal_factor: float = 3.0
+    basal_factor: float = 2.0
+    bolus_factor: float = 1.2
+    bolus_floor: float = 0.8
     replan_every: int = 3
     decision_seconds: list[float] = field(default_factory=list)
 
@@ -186,12 +188,15 @@ class MPCPolicy:
         nominal[:, 0, 0] += bolus_rate
         recent = torch.stack([log.insulin[:, max(0, k - 48):k],
                               log.carbs[:, max(0, k - 48):k]], dim=2).float()
-        # Trust region: at most `basal_factor` × basal between meals and 1.5 × the standard
-        # bolus at a meal, the range of doses the logs behind the model contain.
+        # Trust region: 0 to `basal_factor` × basal between meals, and `bolus_floor` to
+        # `bolus_factor` × the standard bolus at a meal: the doses the model's logs contain.
+        # Wider regions let the planner exploit model errors (measured: more hypoglycaemia).
         high = basal[:, None, None] * self.basal_factor
         high = high.expand(b, len(self.config.block_sizes), 1).clone()
-        high[:, 0, 0] += 1.5 * bolus_rate
-        envelope = (torch.zeros_like(high), high)
+        high[:, 0, 0] += self.bolus_factor * bolus_rate
+        low = torch.zeros_like(high)
+        low[:, 0, 0] = self.bolus_floor * bolus_rate
+        envelope = (low, high)
         plan = self.planner.plan(
             self.model, self.belief(k, state, log), fixed, nominal, fallback,
             recent_actions=recent, envelope=envelope,
