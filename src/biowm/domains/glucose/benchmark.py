@@ -76,9 +76,9 @@ class BenchmarkSettings:
     @classmethod
     def demo(cls) -> BenchmarkSettings:
         """The `make demo` size: every step of the full run, in a few minutes."""
-        return cls(train_subjects_per_patient=3, val_subjects_per_patient=2,
-                   test_subjects_per_patient=1, days=2, members=3, max_epochs=4,
-                   max_batches_per_epoch=100, stride=3, control_days=1, control_seeds=(1,),
+        return cls(train_subjects_per_patient=4, val_subjects_per_patient=2,
+                   test_subjects_per_patient=1, days=3, members=3, max_epochs=6,
+                   max_batches_per_epoch=150, stride=3, control_days=1, control_seeds=(1,),
                    oracle_seeds=(1,))
 
     @classmethod
