@@ -41,18 +41,21 @@ _CARB_ESTIMATE = 61
 _CR, _CF, _TDI = (QUEST_COLUMNS.index(c) for c in ("CR", "CF", "TDI"))
 
 
-def glucose_objective(forecast: Forecast) -> torch.Tensor:
-    """Mean Kovatchev risk over samples and horizon plus 10 × the fraction out of 70–180."""
+def glucose_objective(forecast: Forecast, outside_weight: float = 10.0) -> torch.Tensor:
+    """Mean Kovatchev risk over samples and horizon plus `outside_weight` × the fraction of
+    time out of 70–180 mg/dL."""
     cgm = forecast.channel(CGM_CHANNEL.name)
     risk = risk_index(cgm).mean(dim=(0, 2))
     outside = ((cgm < 70.0) | (cgm > 180.0)).float().mean(dim=(0, 2))
-    return risk + 10.0 * outside
+    return risk + outside_weight * outside
 
 
-def glucose_safety(total_daily_insulin_u: torch.Tensor, max_bolus_u: float = 15.0
-                   ) -> SafetySpec:
+def glucose_safety(total_daily_insulin_u: torch.Tensor, max_bolus_u: float = 15.0,
+                   disagreement_weight: float = 0.05) -> SafetySpec:
     """Default limits: bolus <= 15 U, insulin on board (4 h linear decay) <= 30 % of the
-    daily dose, P(CGM < 70 within 2 h) <= 5 %, out of domain outside 40–400 mg/dL."""
+    daily dose, P(CGM < 70 within 2 h) <= 5 %, out of domain outside 40–400 mg/dL, and a
+    pessimism penalty of `disagreement_weight` per mg/dL of ensemble spread (0.5, 2 and 5
+    gave no consistent gain over 0.05 in closed-loop runs; see BENCHMARKS.md)."""
     return SafetySpec(
         action_low={"insulin_u_per_min": 0.0},
         action_high={"insulin_u_per_min": max_bolus_u / SAMPLE_MINUTES},
@@ -60,7 +63,7 @@ def glucose_safety(total_daily_insulin_u: torch.Tensor, max_bolus_u: float = 15.
                                limit=0.3 * total_daily_insulin_u.float()),
         chance_constraints=[ChanceConstraint(CGM_CHANNEL.name, 70.0, below=True,
                                              max_probability=0.05)],
-        disagreement_weight=0.05,
+        disagreement_weight=disagreement_weight,
         observation_low={CGM_CHANNEL.name: 40.0},
         observation_high={CGM_CHANNEL.name: 400.0},
     )
@@ -143,6 +146,8 @@ class MPCPolicy:
     bolus_factor: float = 1.2
     bolus_floor: float = 0.8
     replan_every: int = 3
+    outside_weight: float = 10.0
+    disagreement_weight: float = 0.05
     decision_seconds: list[float] = field(default_factory=list)
 
     def reset(self, simulator: GlucoseSimulator, state: State) -> None:
@@ -152,8 +157,10 @@ class MPCPolicy:
         self.simulator = simulator
         self.planner = MPCPlanner(
             action_space=LOG_ACTION_SPACE, controlled=["insulin_u_per_min"],
-            objective=glucose_objective,
-            safety=glucose_safety(state["quest"][:, _TDI]), config=self.config,
+            objective=lambda f: glucose_objective(f, self.outside_weight),
+            safety=glucose_safety(state["quest"][:, _TDI],
+                                  disagreement_weight=self.disagreement_weight),
+            config=self.config,
         )
 
     def belief(self, k: int, state: State, log: ClosedLoopLog) -> Belief:
