@@ -123,3 +123,12 @@ def test_untrained_model_and_bad_histories_are_refused(ensemble, data):
             mask=short.mask[:1, :4], static=short.static[:1], subject_ids=["x"],
             obs_space=short.obs_space, action_space=short.action_space,
             static_space=short.static_space))
+
+
+def test_members_checkpoint_separately_and_unknown_options_are_refused(data, tmp_path):
+    model = DeepEnsemble(members=2, train=TrainConfig(checkpoint_dir=str(tmp_path)), **SETTINGS)
+    model.fit(data["train"], data["val"], max_epochs=1, batch_size=64, progress=False)
+    assert (tmp_path / "member0" / "checkpoint.json").is_file()
+    assert (tmp_path / "member1" / "checkpoint.json").is_file()
+    with pytest.raises(InvalidInputError, match="unknown training option 'epochs'"):
+        LatentWorldModel(**SETTINGS).fit(data["train"], data["val"], epochs=3)

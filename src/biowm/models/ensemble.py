@@ -30,6 +30,12 @@ from biowm.models.training import TrainConfig
 from biowm.models.windows import Windows
 
 
+def _member_train_config(train: TrainConfig, seed: int, k: int) -> TrainConfig:
+    """Each member gets its own seed and, when checkpointing, its own checkpoint folder."""
+    folder = None if train.checkpoint_dir is None else f"{train.checkpoint_dir}/member{k}"
+    return TrainConfig(**{**train.__dict__, "seed": seed, "checkpoint_dir": folder})
+
+
 @dataclass
 class _MemberJob:
     member: LatentWorldModel
@@ -57,7 +63,7 @@ class DeepEnsemble:
         self.members = [
             LatentWorldModel(
                 LatentConfig(**{**base.__dict__, "seed": base.seed + 1000 * k}),
-                TrainConfig(**{**(train or TrainConfig()).__dict__, "seed": base.seed + 1000 * k}),
+                _member_train_config(train or TrainConfig(), base.seed + 1000 * k, k),
             )
             for k in range(members)
         ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -179,10 +178,3 @@ def _load_checkpoint(
     optimizer.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
     generator.set_state(tensors["rng"])
     return _TrainingState(**meta["state"]), best
-
-
-def clear_checkpoint(directory: str | os.PathLike[str] | None) -> None:
-    if directory is None:
-        return
-    for name in ("checkpoint.safetensors", "checkpoint.json"):
-        (Path(directory) / name).unlink(missing_ok=True)
