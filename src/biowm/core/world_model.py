@@ -32,9 +32,6 @@ class Belief:
         """Each subject repeated `times` times in a row (B -> B·times), e.g. for candidate plans."""
         return Belief({k: v.repeat_interleave(times, dim=0) for k, v in self.tensors.items()})
 
-    def select(self, index: torch.Tensor) -> Belief:
-        return Belief({k: v[index] for k, v in self.tensors.items()})
-
 
 @dataclass
 class Forecast:

@@ -68,31 +68,35 @@ def make_windows(
     times = data.times[:, start:].unfold(1, span, stride)  # [B, W, span]
     valid = torch.isfinite(times).all(dim=2)
     subject, window = torch.nonzero(valid, as_tuple=True)
-    offset = start + window * stride
-    steps = torch.arange(span)
-    index = offset[:, None] + steps[None, :]  # [N, span] time index in the source
+    origin = start + window * stride + history_steps - 1
+    return windows_at(data, subject, origin, history_steps, horizon_steps)
+
+
+def windows_at(
+    data: Trajectories, subject: torch.Tensor, origin: torch.Tensor, history_steps: int,
+    horizon_steps: int,
+) -> Windows:
+    """Windows at given (subject row, origin time index) pairs, batched."""
+    steps = torch.arange(history_steps + horizon_steps)
+    index = origin[:, None] - (history_steps - 1) + steps[None, :]  # [N, span] source index
+    if len(origin) and (int(index.min()) < 0 or int(index.max()) >= data.times.shape[1]):
+        raise InvalidInputError("windows_at: a window reaches outside the trajectories")
     rows = subject[:, None]
-    w_times = data.times[rows, index]
-    origin = history_steps - 1
+    past = index[:, :history_steps]
     history = Trajectories(
-        times=(w_times[:, :history_steps] - w_times[:, origin : origin + 1]),
-        obs=data.obs[rows, index[:, :history_steps]],
-        actions=data.actions[rows, index[:, :history_steps]],
-        mask=data.mask[rows, index[:, :history_steps]],
-        static=data.static[subject],
+        times=data.times[rows, past] - data.times[rows, past[:, -1:]],
+        obs=data.obs[rows, past], actions=data.actions[rows, past].clone(),
+        mask=data.mask[rows, past], static=data.static[subject],
         subject_ids=[data.subject_ids[i] for i in subject.tolist()],
         obs_space=data.obs_space, action_space=data.action_space,
         static_space=data.static_space, time_unit=data.time_unit,
     )
     # The action at the origin is the first future action, not part of the history.
     history.actions[:, -1] = 0.0
-    future = index[:, origin : origin + horizon_steps]
+    future = index[:, history_steps - 1 : history_steps - 1 + horizon_steps]
     target = index[:, history_steps:]
     return Windows(
-        history=history,
-        future_actions=data.actions[rows, future],
-        future_obs=data.obs[rows, target],
-        future_mask=data.mask[rows, target],
-        subject_index=subject,
-        origin_index=offset + origin,
+        history=history, future_actions=data.actions[rows, future],
+        future_obs=data.obs[rows, target], future_mask=data.mask[rows, target],
+        subject_index=subject, origin_index=origin,
     )

@@ -111,13 +111,15 @@ def _log(patients: list[str], days: int, seed: int, path: Path) -> Trajectories:
 
 
 def _score(model: WorldModel, windows: Windows, horizon_steps: list[int],
-           seed: int) -> dict[str, float]:
+           seed: int) -> tuple[dict[str, float], torch.Tensor]:
+    """Scores of the CGM forecast, and its mean error `[N, H]` for pooling across sets."""
     belief = model.encode(windows.history)
     forecast = model.imagine(belief, windows.future_actions, n_samples=200, seed=seed)
     channel = windows.history.obs_space.index(TARGET)
     truth = windows.future_obs[..., channel : channel + 1]
     mask = windows.future_mask[..., channel : channel + 1]
-    return score_forecast(forecast, truth, mask, horizon_steps)
+    error = forecast.mean()[..., 0] - truth[..., 0]
+    return score_forecast(forecast, truth, mask, horizon_steps), error
 
 
 def run_benchmark(out: Path, settings: BenchmarkSettings, console: Console) -> dict[str, Any]:
@@ -155,7 +157,7 @@ def run_benchmark(out: Path, settings: BenchmarkSettings, console: Console) -> d
         report = model.fit(train, val, **options)
         fit_seconds = time.perf_counter() - t0
         model.save(out / "models" / name)
-        factual = _score(model, test.windows, horizon_steps, s.seed)
+        factual, _ = _score(model, test.windows, horizon_steps, s.seed)
         counterfactual = {}
         pooled: dict[int, list[torch.Tensor]] = {}
         cf = test.counterfactual
@@ -164,12 +166,9 @@ def run_benchmark(out: Path, settings: BenchmarkSettings, console: Console) -> d
             windows = cf.branch(branch)
             if branch != "basal_suspension":
                 windows = windows.select(torch.nonzero(has_bolus).flatten())
-            counterfactual[branch] = _score(model, windows, horizon_steps, s.seed)
-            forecast = model.imagine(model.encode(windows.history), windows.future_actions,
-                                     n_samples=50, seed=s.seed)
-            error = forecast.mean()[..., 0] - windows.future_obs[..., 0]
+            counterfactual[branch], error = _score(model, windows, horizon_steps, s.seed)
             for step in horizon_steps:
-                pooled.setdefault(step * 5, []).append(error[:, step - 1])
+                pooled.setdefault(int(step * model.step), []).append(error[:, step - 1])
         examples = cf.windows.select(torch.arange(min(3, len(cf))))
         example = model.imagine(model.encode(examples.history), examples.future_actions,
                                 n_samples=400, seed=s.seed)

@@ -10,6 +10,8 @@ metrics on true plasma glucose.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -180,8 +182,6 @@ class MPCPolicy:
 
     def _decide(self, k: int, state: State, log: ClosedLoopLog, carbs_g: torch.Tensor
                 ) -> Plan:
-        import time
-
         started = time.perf_counter()
         b, h = carbs_g.shape[0], self.config.horizon_steps
         basal = self.standard.basal.float()
@@ -298,8 +298,6 @@ def run_closed_loop(
 
 def control_summary(result: dict[str, Any], policy: Policy) -> dict[str, Any]:
     """Mean consensus metrics, shield statistics and decision latency as plain numbers."""
-    import statistics
-
     log: ClosedLoopLog = result["log"]
     metrics = {k: float(v.mean()) for k, v in result["metrics"].items()}
     notes = []

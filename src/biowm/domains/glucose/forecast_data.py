@@ -28,7 +28,7 @@ from biowm.domains.glucose.cohort import MINUTES_PER_DAY, simulate_shard
 from biowm.domains.glucose.controllers import CONTROLLERS
 from biowm.domains.glucose.scenario import MealSchedule
 from biowm.domains.glucose.simulator import GlucoseSimulator, bg_mg_dl
-from biowm.models.windows import Windows, make_windows
+from biowm.models.windows import Windows, make_windows, windows_at
 
 BRANCHES = ("skipped_bolus", "doubled_bolus", "basal_suspension")
 SUSPENSION_STEPS = 24  # sensor samples without insulin in the basal-suspension branch (2 h)
@@ -165,35 +165,6 @@ def replay_insulin(
             obs[:, k - 1, 0] = simulator.observe(state)[:, 0].float()
             obs[:, k - 1, 1] = bg_mg_dl(state).float()
     return obs
-
-
-def windows_at(
-    data: Trajectories, subject: torch.Tensor, origin: torch.Tensor, history_steps: int,
-    horizon_steps: int,
-) -> Windows:
-    """The windows `make_windows` would cut at the given (subject, origin index) pairs."""
-    steps = torch.arange(history_steps + horizon_steps)
-    index = origin[:, None] - (history_steps - 1) + steps[None, :]
-    if len(origin) and (int(index.min()) < 0 or int(index.max()) >= data.times.shape[1]):
-        raise InvalidInputError("windows_at: a window reaches outside the trajectories")
-    rows = subject[:, None]
-    past = index[:, :history_steps]
-    history = Trajectories(
-        times=data.times[rows, past] - data.times[rows, past[:, -1:]],
-        obs=data.obs[rows, past], actions=data.actions[rows, past].clone(),
-        mask=data.mask[rows, past], static=data.static[subject],
-        subject_ids=[data.subject_ids[i] for i in subject.tolist()],
-        obs_space=data.obs_space, action_space=data.action_space,
-        static_space=data.static_space, time_unit=data.time_unit,
-    )
-    history.actions[:, -1] = 0.0  # the origin's action is the first future action
-    future = index[:, history_steps - 1 : history_steps - 1 + horizon_steps]
-    target = index[:, history_steps:]
-    return Windows(
-        history=history, future_actions=data.actions[rows, future],
-        future_obs=data.obs[rows, target], future_mask=data.mask[rows, target],
-        subject_index=subject, origin_index=origin,
-    )
 
 
 class _OriginRecorder:
