@@ -42,8 +42,9 @@ def test_help_and_bare_invocation_print_usage(capsys):
     ("argv", "words"),
     [
         (["frobnicate", "glucose"], "unknown verb 'frobnicate'"),
-        (["simulate", "heart"], "unknown domain 'heart'; registered domains: ['glucose']"),
-        (["simulate"], "name a domain (glucose)"),
+        (["simulate", "heart"],
+         "unknown domain 'heart'; registered domains: ['glucose', 'tumour']"),
+        (["simulate"], "name a domain (glucose, tumour)"),
         (["simulate", "--n", "3"], "name a domain"),
         (["train", "glucose"], "does not implement 'train'"),
         (["simulate", "glucose"], "Missing option '--out'"),

@@ -52,7 +52,8 @@ def _run_domain_command(verb: str, args: Sequence[str]) -> int:
     command = typer.main.get_command(app)
     try:
         command.main(
-            args=list(args[1:]), prog_name=f"biowm {verb} {domain.name}", standalone_mode=False
+            args=_expand_multiple(command, list(args[1:])),
+            prog_name=f"biowm {verb} {domain.name}", standalone_mode=False,
         )
     except typer.Exit as done:
         return int(done.exit_code)
@@ -63,6 +64,23 @@ def _run_domain_command(verb: str, args: Sequence[str]) -> int:
         print(f"error: {error.format_message()}", file=sys.stderr)
         return 2
     return 0
+
+
+def _expand_multiple(command: typer.core.TyperCommand, args: list[str]) -> list[str]:
+    """Let list options take several values: `--gamma 0 1 2` -> `--gamma 0 --gamma 1 …`."""
+    multiple = {name for p in command.params if getattr(p, "multiple", False)
+                for name in p.opts}
+    out: list[str] = []
+    current: str | None = None
+    for arg in args:
+        if arg.startswith("--"):
+            current = arg if arg in multiple else None
+            out.append(arg)
+        elif current is not None and out[-1] != current:
+            out += [current, arg]
+        else:
+            out.append(arg)
+    return out
 
 
 def run(argv: Sequence[str]) -> int:

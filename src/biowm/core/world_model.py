@@ -56,6 +56,11 @@ class Forecast:
     def mean(self) -> torch.Tensor:
         return self.samples.mean(dim=0)
 
+    def point(self) -> torch.Tensor:
+        """The point forecast `[B, H, D]`: the model's exact mean (`extras["mean"]`) when it
+        gives one, else the sample mean."""
+        return self.extras["mean"] if "mean" in self.extras else self.mean()
+
     def std(self) -> torch.Tensor:
         return self.samples.std(dim=0)
 

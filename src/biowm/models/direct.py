@@ -30,7 +30,7 @@ from biowm.core.trajectories import Trajectories, trajectories_sha256
 from biowm.core.world_model import Belief, FitReport, Forecast
 from biowm.models.card import model_card
 from biowm.models.noise import correlated_normal, lag_one_correlation
-from biowm.models.windows import Windows, make_windows, select_obs
+from biowm.models.windows import Windows, make_windows, pad_left, select_obs
 
 _MIN_SD = 1e-8
 # A history whose spacing strays further than this from the trained step is refused.
@@ -51,6 +51,7 @@ class DirectForecaster:
         obs_channels: Sequence[str] | None = None,
         seed: int = 0,
         stride: int = 3,
+        pad_history: bool = False,
     ) -> None:
         for name, value in (("history_steps", history_steps), ("horizon_steps", horizon_steps),
                             ("stride", stride)):
@@ -61,6 +62,7 @@ class DirectForecaster:
         self.obs_channels = list(obs_channels) if obs_channels is not None else None
         self.seed = seed
         self.stride = stride
+        self.pad_history = pad_history  # short histories padded as unobserved, not refused
         # Known once fitted (or loaded).
         self.obs_space = Space()
         self.action_space = Space()
@@ -103,8 +105,10 @@ class DirectForecaster:
         self.static_space = train.static_space
         self.time_unit = train.time_unit
         self.step = _median_step(train_sel)
-        train_w = make_windows(train_sel, self.history_steps, self.horizon_steps, self.stride)
-        val_w = make_windows(val_sel, self.history_steps, self.horizon_steps, self.stride)
+        train_w = make_windows(self._padded(train_sel), self.history_steps, self.horizon_steps,
+                               self.stride)
+        val_w = make_windows(self._padded(val_sel), self.history_steps, self.horizon_steps,
+                             self.stride)
         for what, windows in (("train", train_w), ("val", val_w)):
             if len(windows) == 0:
                 raise InvalidInputError(
@@ -259,6 +263,7 @@ class DirectForecaster:
                     f"history {what} channels {theirs.names} differ from the model's {mine.names}"
                 )
         n = self.history_steps
+        history = self._padded(history)
         lengths = history.lengths
         short = torch.nonzero(lengths < n).flatten()
         if len(short):
@@ -334,7 +339,11 @@ class DirectForecaster:
             "obs_channels": self.obs_space.names,
             "seed": self.seed,
             "stride": self.stride,
+            "pad_history": self.pad_history,
         }
+
+    def _padded(self, data: Trajectories) -> Trajectories:
+        return pad_left(data, self.history_steps - 1, self.step) if self.pad_history else data
 
     def _extra_config(self) -> dict[str, Any]:
         return {}

@@ -79,13 +79,21 @@ class LatentNetwork(nn.Module):
         static: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent `[B, Z]` and static embedding `[B, E]` from a history `[B, L, ...]`."""
+        every, s = self.encode_all(obs, mask, actions, dt, static)
+        return every[:, -1], s
+
+    def encode_all(
+        self, obs: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor, dt: torch.Tensor,
+        static: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent after every history step `[B, L, Z]` (causal) and the static embedding."""
         s = self.static_net(static)
         steps = obs.shape[1]
         inputs = torch.cat(
             [obs * mask, mask, actions, dt, s[:, None, :].expand(-1, steps, -1)], dim=2
         )
-        _, last = self.encoder(inputs)
-        return last[0], s
+        every, _ = self.encoder(inputs)
+        return every, s
 
     def rollout(
         self, z: torch.Tensor, static_embedding: torch.Tensor, last_obs: torch.Tensor,
@@ -115,16 +123,23 @@ class Normaliser:
 
     @classmethod
     def fit(cls, windows: Windows, step: float) -> Normaliser:
-        mask = windows.history.mask
-        obs = torch.where(mask, windows.history.obs, torch.zeros_like(windows.history.obs))
-        counts = mask.sum(dim=(0, 1)).clamp(min=1)
-        mean = obs.sum(dim=(0, 1)) / counts
-        sd = (((obs - mean) ** 2 * mask).sum(dim=(0, 1)) / counts).sqrt().clamp(min=1e-3)
-        actions = windows.future_actions.reshape(-1, windows.future_actions.shape[-1])
+        return cls.from_values(windows.history.obs, windows.history.mask,
+                               windows.future_actions, windows.history.static, step)
+
+    @classmethod
+    def from_values(cls, obs: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor,
+                    static: torch.Tensor, step: float) -> Normaliser:
+        """Scalings from observations `[..., D]` with their mask, actions `[..., A]` (the
+        entries to scale by) and static covariates `[B, S]`."""
+        obs = torch.where(mask, obs, torch.zeros_like(obs)).reshape(-1, obs.shape[-1])
+        mask = mask.reshape(-1, mask.shape[-1])
+        counts = mask.sum(dim=0).clamp(min=1)
+        mean = obs.sum(dim=0) / counts
+        sd = (((obs - mean) ** 2 * mask).sum(dim=0) / counts).sqrt().clamp(min=1e-3)
+        actions = actions.reshape(-1, actions.shape[-1])
         linear = torch.quantile(actions.abs().float(), 0.99, dim=0).clamp(min=1e-6)
         positive = torch.where(actions > 0, actions, torch.nan)
         log_scale = torch.nan_to_num(torch.nanmedian(positive, dim=0).values, nan=1.0)
-        static = windows.history.static
         return cls(
             obs_mean=mean, obs_sd=sd, action_linear_scale=linear,
             action_log_scale=log_scale.clamp(min=1e-6),

@@ -56,8 +56,9 @@ class LinearARX(DirectForecaster):
         seed: int = 0,
         stride: int = 3,
         ridge: float | None = None,
+        pad_history: bool = False,
     ) -> None:
-        super().__init__(history_steps, horizon_steps, obs_channels, seed, stride)
+        super().__init__(history_steps, horizon_steps, obs_channels, seed, stride, pad_history)
         if ridge is not None:
             _check_ridge(ridge)
         self.ridge = ridge

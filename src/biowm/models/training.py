@@ -19,6 +19,7 @@ import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file, save_file
 
+from biowm.core.errors import InvalidInputError
 from biowm.core.io import atomic_path, atomic_write_text
 from biowm.core.world_model import FitReport
 
@@ -36,6 +37,7 @@ class TrainConfig:
     patience: int = 6
     max_batches_per_epoch: int | None = None
     gradient_clip: float = 5.0
+    lr_schedule: str = "constant"  # or "cosine": decays to 0 over max_epochs
     seed: int = 0
     checkpoint_dir: str | None = None
     progress: bool = True
@@ -100,6 +102,8 @@ def train_module(
                 stopped = "early_stopping"
                 break
             module.train()
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(config, state.epoch)
             running = 0.0
             batches = _batches(n, config.batch_size, generator)[:per_epoch]
             for index in batches:
@@ -127,6 +131,16 @@ def train_module(
     module.eval()
     return FitReport(epochs=state.epoch, best_val_loss=state.best, stopped_because=stopped,
                      history=state.history)
+
+
+def _learning_rate(config: TrainConfig, epoch: int) -> float:
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    if config.lr_schedule == "cosine":
+        return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epoch / config.max_epochs))
+    raise InvalidInputError(
+        f"lr_schedule must be 'constant' or 'cosine', got {config.lr_schedule!r}"
+    )
 
 
 @dataclass

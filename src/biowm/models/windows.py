@@ -100,3 +100,22 @@ def windows_at(
         future_obs=data.obs[rows, target], future_mask=data.mask[rows, target],
         subject_index=subject, origin_index=origin,
     )
+
+
+def pad_left(data: Trajectories, steps: int, step: float) -> Trajectories:
+    """`steps` unobserved points before each subject's first one (mask False, actions 0,
+    times extrapolated back by `step`), so fixed-length histories can start at day 0."""
+    if steps <= 0:
+        return data
+    b = len(data)
+    back = data.times[:, :1] + step * torch.arange(-steps, 0, dtype=data.times.dtype)[None, :]
+    return Trajectories(
+        times=torch.cat([back, data.times], 1),
+        obs=torch.cat([data.obs.new_zeros(b, steps, data.obs.shape[2]), data.obs], 1),
+        actions=torch.cat([data.actions.new_zeros(b, steps, data.actions.shape[2]),
+                           data.actions], 1),
+        mask=torch.cat([data.mask.new_zeros(b, steps, data.mask.shape[2]), data.mask], 1),
+        static=data.static, subject_ids=data.subject_ids, obs_space=data.obs_space,
+        action_space=data.action_space, static_space=data.static_space,
+        time_unit=data.time_unit,
+    )
