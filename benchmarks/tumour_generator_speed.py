@@ -26,6 +26,7 @@ import torch
 
 from biowm.domains.tumour.cohort import TEST_OFFSET, VAL_OFFSET, simulate_cohort
 from biowm.domains.tumour.counterfactual import one_step_counterfactuals, sliding_counterfactuals
+from biowm.domains.tumour.patients import sample_patients
 
 K = 4 / 3 * math.pi * 15.0**3
 DEATH = 4 / 3 * math.pi * 6.5**3
@@ -36,17 +37,18 @@ def diameter(v: float) -> float:
     return (v / (4 / 3 * math.pi)) ** (1 / 3) * 2
 
 
-def peer_patient(rng: np.random.Generator, gamma: float, days: int, test: bool) -> None:
+def peer_patient(rng: np.random.Generator, gamma: float, days: int, test: bool,
+                 params: tuple[float, float, float, float]) -> None:
     """One patient the per-patient way (factual, plus counterfactuals when `test`)."""
-    alpha, rho, beta_c = 0.2, 0.005, 0.028
+    alpha, rho, beta_c, initial_volume = params
     beta = alpha / 10
     noise = 0.01 * rng.standard_normal(days + 6)
     u = rng.random((3, days))
     vol = np.zeros(days)
     chemo = np.zeros(days)
-    vol[0] = 4 / 3 * math.pi * (rng.uniform(0.3, 13) / 2) ** 3
+    vol[0] = initial_volume
     for t in range(days - 1):
-        window = vol[max(t - 15, 0) : t + 1]
+        window = vol[max(t - 14, 0) : t + 1]
         mean_d = np.array([diameter(v) for v in window]).mean()
         p = 1 / (1 + np.exp(-gamma / DMAX * (mean_d - DMAX / 2)))
         c = 5.0 if u[0, t] < p else 0.0
@@ -73,12 +75,17 @@ def peer_patient(rng: np.random.Generator, gamma: float, days: int, test: bool) 
 
 
 def run_peer(gamma: float, n_factual: int, n_test: int, days: int, seed: int) -> float:
+    """Seconds for the per-patient loops (parameters drawn beforehand, untimed, from the
+    same population as biowm's, so trajectories have the same lengths)."""
     rng = np.random.default_rng(seed)
+    p = sample_patients(n_factual + n_test, seed)
+    params = list(zip(p.alpha.tolist(), p.rho.tolist(), p.beta_c.tolist(),
+                      p.initial_volume_cm3.tolist(), strict=True))
     started = time.perf_counter()
-    for _ in range(n_factual):
-        peer_patient(rng, gamma, days, test=False)
-    for _ in range(n_test):
-        peer_patient(rng, gamma, days, test=True)
+    for i in range(n_factual):
+        peer_patient(rng, gamma, days, False, params[i])
+    for i in range(n_test):
+        peer_patient(rng, gamma, days, True, params[n_factual + i])
     return time.perf_counter() - started
 
 
@@ -104,7 +111,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     share = min(args.peer_patients, 12_000) / 12_000
-    n_factual, n_test = round(11_000 * share), max(1, round(1_000 * share))
+    n_factual, n_test = round(11_000 * share), round(1_000 * share)
+    if n_test < 1:
+        parser.error("--peer-patients must be at least 12 (the peer keeps the 11:1 mix)")
     peer_measured = run_peer(args.gamma, n_factual, n_test, args.days, args.seed)
     peer = peer_measured / share
     ours = min(run_biowm(args.gamma, args.seed, args.days) for _ in range(3))

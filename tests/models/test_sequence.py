@@ -75,7 +75,10 @@ def test_encode_takes_histories_of_different_lengths(model, data):
 
 
 def test_encode_refuses_an_empty_history_and_an_unfitted_model(model, data):
-    empty = histories_until(data["test"], torch.tensor([0]), torch.tensor([-1]))
+    with pytest.raises(InvalidInputError, match="outside its subject"):
+        histories_until(data["test"], torch.tensor([0]), torch.tensor([-1]))
+    empty = data["test"].select([0])
+    empty.times = torch.full_like(empty.times, torch.nan)
     with pytest.raises(InvalidInputError, match="empty"):
         model.encode(empty)
     with pytest.raises(InvalidInputError, match="not trained"):

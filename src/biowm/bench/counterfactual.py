@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from biowm.core.errors import InvalidInputError
 from biowm.core.trajectories import Trajectories
 from biowm.core.world_model import WorldModel
 
@@ -18,6 +19,8 @@ def histories_until(data: Trajectories, subject: torch.Tensor, origin: torch.Ten
                     ) -> Trajectories:
     """Each `subject`'s trajectory cut after time index `origin` (later points padded)."""
     cut = data.select(subject)
+    if ((origin < 0) | (origin >= cut.lengths)).any():
+        raise InvalidInputError("histories_until: an origin lies outside its subject's data")
     later = torch.arange(cut.times.shape[1])[None, :] > origin[:, None]
     cut.times = torch.where(later, torch.nan, cut.times)
     cut.actions = torch.where(later[..., None], 0.0, cut.actions)

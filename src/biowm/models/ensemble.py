@@ -163,7 +163,7 @@ class DeepEnsemble:
         samples = mixture_mean[None] + self.scale[:h] * spread
         times = self.step * torch.arange(1, h + 1).expand(b, -1).float()
         return Forecast(samples=samples, times=times, space=self.obs_space,
-                        extras={"member_means": means})
+                        extras={"member_means": means, "mean": mixture_mean})
 
     def config_dict(self) -> dict[str, Any]:
         return {"model_class": "ensemble",

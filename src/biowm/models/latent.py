@@ -310,7 +310,8 @@ class LatentWorldModel:
                                   torch.Generator().manual_seed(seed))
         samples = mean[None] + sd[None] * noise
         times = self.step * torch.arange(1, steps + 1).expand(mean.shape[0], -1).float()
-        return Forecast(samples=samples, times=times, space=self.obs_space)
+        return Forecast(samples=samples, times=times, space=self.obs_space,
+                        extras={"mean": mean})
 
     def calibrate(self, val: Windows) -> None:
         belief = self.encode(val.history)
@@ -393,11 +394,13 @@ def _card(title: str, config: dict[str, Any], manifest: Manifest, model: Any) ->
             "real patients."
         ),
         validation_domain=(
-            f"Observations: {spaces}. Actions: {actions}. Histories of "
-            f"{config.get('latent', {}).get('history_steps', '?')} steps of {config['step']:g} "
-            f"{'min'}; horizons up to {config.get('latent', {}).get('horizon_steps', '?')} "
-            "steps. Outside the training distribution of subjects and actions the forecasts "
-            "and their uncertainty are not validated."
+            f"Observations: {spaces}. Actions: {actions}. "
+            + (f"Histories of {config['latent']['history_steps']} steps"
+               if "history_steps" in config.get("latent", {}) else "Histories of any length")
+            + f" of {config['step']:g} {config.get('time_unit', 'min')}; horizons up to "
+            f"{config.get('latent', {}).get('horizon_steps', '?')} steps. Outside the "
+            "training distribution of subjects and actions the forecasts and their "
+            "uncertainty are not validated."
         ),
         limitations=[
             "Learned from simulated or logged behaviour-policy data: action combinations "

@@ -142,14 +142,20 @@ class SequenceWorldModel:
     def _raw(self, data: Trajectories) -> tuple[torch.Tensor, ...]:
         """Transformed obs, observed mask, actions, static, valid times (unnormalised)."""
         missing = [c for c in self.obs_space.names if c not in data.obs_space.names]
-        if missing or data.action_space.names != self.action_space.names:
+        if (missing or data.action_space.names != self.action_space.names
+                or data.static_space.names != self.static_space.names):
             raise InvalidInputError(
-                f"data channels {data.obs_space.names} / actions {data.action_space.names} "
-                f"do not match the model's {self.obs_space.names} / {self.action_space.names}"
+                f"data channels {data.obs_space.names} / actions {data.action_space.names} / "
+                f"static {data.static_space.names} do not match the model's "
+                f"{self.obs_space.names} / {self.action_space.names} / {self.static_space.names}"
             )
         channels = [data.obs_space.index(c) for c in self.obs_space.names]
         valid = torch.isfinite(data.times)
         mask = data.mask[..., channels] & valid[..., None]
+        for name in self.config.log_channels:  # 0 is floored at log_floor; below 0 is an error
+            j = self.obs_space.index(name)
+            if (data.obs[..., channels[j]][mask[..., j]] < 0).any():
+                raise InvalidInputError(f"log channel {name!r} has negative values")
         obs = torch.where(mask, self._transform(data.obs[..., channels]), 0.0)
         actions = torch.where(valid[..., None], data.actions.float(), 0.0)
         return obs, mask, actions, data.static.float(), valid, data.times
@@ -365,6 +371,14 @@ class SequenceWorldModel:
 
     def imagine(self, belief: Belief, actions: torch.Tensor, n_samples: int = 100,
                 seed: int = 0) -> Forecast:
+        if not isinstance(n_samples, int) or n_samples < 1:
+            raise InvalidInputError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+        if (actions.dim() != 3 or actions.shape[0] != len(belief) or actions.shape[1] < 1
+                or actions.shape[2] != len(self.action_space)):
+            raise InvalidInputError(
+                f"actions must be [{len(belief)}, H >= 1, {len(self.action_space)}], got "
+                f"{tuple(actions.shape)}"
+            )
         mean, sd = self._moments(belief, actions)
         noise = correlated_normal(n_samples, tuple(mean.shape), self.rho,
                                   torch.Generator().manual_seed(seed))

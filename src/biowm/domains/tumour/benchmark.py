@@ -31,7 +31,7 @@ from biowm.domains.tumour.counterfactual import (
 )
 from biowm.domains.tumour.model import DEATH_VOLUME_CM3
 from biowm.domains.tumour.planning import ValidationDomain
-from biowm.domains.tumour.world_model import TRAINING, make_model
+from biowm.domains.tumour.world_model import MODEL_NAMES, TRAINING, make_model
 
 TAUS = (2, 3, 4, 5, 6)
 # Normalised RMSE (%) published in the Causal Transformer README (tables after the
@@ -47,7 +47,7 @@ PUBLISHED_SLIDING = {
     "RMSN": {0: {2: 0.742, 6: 0.889}, 2: {2: 0.827, 6: 1.081}, 4: {2: 1.276, 6: 1.436}},
     "CT": {0: {2: 0.681, 6: 0.789}, 2: {2: 0.713, 6: 0.909}, 4: {2: 1.274, 6: 2.052}},
 }
-MODELS = ("linear", "world_model", "world_model_iptw")
+MODELS = MODEL_NAMES
 
 
 @dataclass
@@ -115,9 +115,11 @@ def score(model: WorldModel, cohort: TumourCohort, cf: CounterfactualSet) -> dic
 def cohorts(gamma: float, seed: int, s: TumourBenchmarkSettings
             ) -> tuple[TumourCohort, TumourCohort, TumourCohort]:
     """Train, validation and test patients of one cell (disjoint patient indices)."""
+    extra = s.projection_horizon + 1
     return (simulate_cohort(s.n_train, gamma, seed, s.days),
             simulate_cohort(s.n_val, gamma, seed, s.days, offset=VAL_OFFSET),
-            simulate_cohort(s.n_test, gamma, seed, s.days, offset=TEST_OFFSET))
+            simulate_cohort(s.n_test, gamma, seed, s.days, offset=TEST_OFFSET,
+                            extra_noise_days=extra))
 
 
 def run_cell(job: CellJob) -> CellResult:
@@ -127,7 +129,8 @@ def run_cell(job: CellJob) -> CellResult:
     one_step = one_step_counterfactuals(test)
     sliding = sliding_counterfactuals(test, s.projection_horizon)
     result = CellResult(job.gamma, job.seed, train.treatment_rate(),
-                        n_one_step=len(one_step) * 4, n_sliding=len(sliding) * 10)
+                        n_one_step=one_step.outcomes[..., 0].numel(),
+                        n_sliding=sliding.outcomes[..., 0].numel())
     for name in s.models:
         model = make_model(name, horizon_steps=s.projection_horizon + 1, seed=job.seed,
                            latent_dim=s.latent_dim, hidden_dim=s.hidden_dim)

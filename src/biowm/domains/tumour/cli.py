@@ -70,8 +70,10 @@ def train(
     from biowm.domains.tumour.planning import ValidationDomain
 
     _check_gamma(gamma)
-    if n < 20 or horizon < 1:
-        raise InvalidInputError(f"--n must be >= 20 and --horizon >= 1, got {n} and {horizon}")
+    if n < 20 or horizon < 1 or epochs < 1:
+        raise InvalidInputError(
+            f"--n must be >= 20, --horizon and --epochs >= 1, got {n}, {horizon}, {epochs}"
+        )
     check_writable_dir(out)
     train_data = simulate_cohort(n, gamma, seed).to_trajectories()
     val_data = simulate_cohort(max(n // 10, 10), gamma, seed, offset=VAL_OFFSET).to_trajectories()
@@ -108,6 +110,8 @@ def benchmark(
     if seeds is not None:
         settings.seeds = tuple(range(seeds))
     if epochs is not None:
+        if epochs < 1:
+            raise InvalidInputError(f"--epochs must be >= 1, got {epochs}")
         settings.max_epochs = epochs
     settings.workers = workers
     check_writable_dir(out)
@@ -126,6 +130,9 @@ def plan(
     days: Annotated[int, typer.Option(help="Days planned.")] = 10,
     max_sessions: Annotated[int, typer.Option(help="Budget: sessions of each treatment.")] = 3,
     seed: Annotated[int, typer.Option(help="Seeds the test patients.")] = 0,
+    match_clinician: Annotated[bool, typer.Option(
+        help="Per patient, no more sessions of each treatment than the clinician gave.")]
+    = False,
 ) -> None:
     """Plan chemo/radio schedules on the world model; score them in the true simulator."""
     from biowm.domains.tumour.planning import PlanSettings, ValidationDomain, plan_and_evaluate
@@ -139,7 +146,8 @@ def plan(
     check_writable_dir(out)
     world_model = load_world_model(model)
     domain = ValidationDomain.load(model)
-    settings = PlanSettings(gamma, seed, patients, start_day, days, max_sessions)
+    settings = PlanSettings(gamma, seed, patients, start_day, days, max_sessions,
+                            match_clinician)
     results = plan_and_evaluate(world_model, domain, settings)
     results["model"] = str(model)
     rows = ["patient,day,chemotherapy,radiotherapy"]
@@ -149,8 +157,10 @@ def plan(
     atomic_write_text(out / "plans.csv", "\n".join(rows) + "\n")
     del results["plans"]
     atomic_write_text(out / "results.json", json.dumps(results, indent=2))
+    budget = (f"≤ min(clinician's, {max_sessions}) sessions each" if match_clinician
+              else f"≤{max_sessions} sessions each")
     table = Table(title=f"{days}-day plans for {results['n_eligible']} patients (γ={gamma:g}, "
-                  f"≤{max_sessions} sessions each; {results['out_of_domain']} out of domain)")
+                  f"{budget}; {results['out_of_domain']} out of domain)")
     for column in ("policy", "mean final volume (cm3)", "median", "vs clinician",
                    "chemo sessions", "radio sessions"):
         table.add_column(column)

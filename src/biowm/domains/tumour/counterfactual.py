@@ -7,8 +7,9 @@
   on day t, 10 five-day sequences — one chemotherapy session on day t+1+k, or one
   radiotherapy fraction on day t+1+k (k = 0…4), nothing else — and the volumes on days
   t+2 … t+6 (τ = 2 … 6 steps ahead of the history ending on day t), with the factual
-  noise. Rows whose projection goes negative (the Gompertz bracket below −1) are dropped,
-  as in the published generator (there they become NaN).
+  noise. Origins where any of the 10 projections goes negative (the Gompertz bracket below
+  −1; the published generator drops such rows as NaN) are dropped whole (`dropped` counts
+  origins; about 0.1 % at γ = 4).
 """
 
 from __future__ import annotations

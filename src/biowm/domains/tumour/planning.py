@@ -17,6 +17,7 @@ search on the true simulator with the patient's true parameters (noise-free pred
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import torch
 
 from biowm.bench.counterfactual import histories_until
 from biowm.core.errors import InvalidInputError
+from biowm.core.io import atomic_write_text
 from biowm.core.trajectories import Trajectories
 from biowm.core.world_model import Forecast, WorldModel
 from biowm.domains.tumour.cohort import ACTION_SPACE, PLAN_OFFSET, simulate_cohort
@@ -54,7 +56,10 @@ class ValidationDomain:
         return cls((float(seen.min()), float(seen.max())), treated)
 
     def save(self, directory: Path) -> None:
-        (directory / DOMAIN_FILE).write_text(json.dumps(asdict(self), indent=2))
+        raw = asdict(self)
+        raw["treated_volume_cm3"] = {k: None if math.isnan(v[0]) else v
+                                     for k, v in self.treated_volume_cm3.items()}
+        atomic_write_text(directory / DOMAIN_FILE, json.dumps(raw, indent=2))
 
     @classmethod
     def load(cls, directory: Path) -> ValidationDomain:
@@ -63,8 +68,9 @@ class ValidationDomain:
             raise InvalidInputError(f"{directory}: no {DOMAIN_FILE} (train with `biowm train "
                                     "tumour`, which records the model's validation domain)")
         raw = json.loads(path.read_text())
-        return cls(tuple(raw["volume_cm3"]),
-                   {k: tuple(v) for k, v in raw["treated_volume_cm3"].items()})
+        nan = (float("nan"), float("nan"))
+        return cls(tuple(raw["volume_cm3"]), {k: nan if v is None else tuple(v)
+                                              for k, v in raw["treated_volume_cm3"].items()})
 
     def check(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """In domain `[B]`, treatment allowed `[B, A]`, and one reason per refused patient."""
@@ -85,6 +91,16 @@ class PlanSettings:
     start_day: int = 20
     horizon_days: int = 10
     max_sessions: int = 3
+    match_clinician: bool = False  # per patient, at most min(clinician's, N) sessions of each
+
+    def __post_init__(self) -> None:
+        if self.start_day < 1 or self.horizon_days < 1 or self.n_patients < 1:
+            raise InvalidInputError(
+                "planning needs start_day >= 1, horizon_days >= 1 and n_patients >= 1, got "
+                f"{self.start_day}, {self.horizon_days}, {self.n_patients}"
+            )
+        if self.max_sessions < 0:
+            raise InvalidInputError(f"max_sessions must be >= 0, got {self.max_sessions}")
 
 
 def final_volume(forecast: Forecast) -> torch.Tensor:
@@ -96,20 +112,25 @@ def plan_and_evaluate(model: WorldModel, domain: ValidationDomain, s: PlanSettin
     """Plan for the eligible patients of a fresh cohort and score every policy truly."""
     days = s.start_day + s.horizon_days + 1
     cohort = simulate_cohort(s.n_patients, s.gamma, s.seed, days=days, offset=PLAN_OFFSET)
-    eligible = torch.nonzero(cohort.length >= days).flatten()
+    # alive on the start day; what happens later must not decide who is compared
+    eligible = torch.nonzero(cohort.length > s.start_day).flatten()
     if len(eligible) == 0:
-        raise InvalidInputError("no patient is alive through the planning window")
+        raise InvalidInputError("no patient is alive on the planning start day")
     start = torch.full((len(eligible),), s.start_day)
     schedules = budgeted_schedules(s.horizon_days, [s.max_sessions] * len(ACTION_SPACE))
     volume_now = cohort.volume[eligible, s.start_day]
     inside, allowed_channels, reasons = domain.check(volume_now)
     uses = schedules.amax(dim=1) > 0.5  # [P, A]: does the schedule use the treatment?
-    allowed = ~(uses[None] & ~allowed_channels[:, None, :]).any(dim=2)
+    window = slice(s.start_day, s.start_day + s.horizon_days)
+    clinician = torch.stack([cohort.chemo[eligible, window], cohort.radio[eligible, window]], 2)
+    within_budget = torch.ones(len(eligible), len(schedules), dtype=torch.bool)
+    if s.match_clinician:
+        counts = schedules.sum(dim=1)  # [P, A]
+        within_budget = (counts[None] <= clinician.sum(dim=1)[:, None, :]).all(dim=2)
+    allowed = ~(uses[None] & ~allowed_channels[:, None, :]).any(dim=2) & within_budget
     belief = model.encode(histories_until(cohort.to_trajectories(), eligible, start))
     cost = score_schedules(model, belief, schedules, final_volume, allowed)
     chosen = cost.argmin(dim=1)
-    window = slice(s.start_day, s.start_day + s.horizon_days)
-    clinician = torch.stack([cohort.chemo[eligible, window], cohort.radio[eligible, window]], 2)
     model_plan = torch.where(inside[:, None, None], schedules[chosen].double(), clinician)
 
     params = cohort.params.select(eligible)
@@ -125,9 +146,11 @@ def plan_and_evaluate(model: WorldModel, domain: ValidationDomain, s: PlanSettin
                        params.select(torch.arange(len(eligible)).repeat_interleave(p)),
                        schedules.double().repeat(len(eligible), 1, 1),
                        torch.zeros(len(eligible) * p, s.horizon_days), absorbing=True)
-    oracle_plan = schedules[expected[:, -1].reshape(len(eligible), p).argmin(1)].double()
+    expected_final = torch.where(within_budget, expected[:, -1].reshape(len(eligible), p),
+                                 torch.inf)
+    oracle_plan = schedules[expected_final.argmin(1)].double()
     outcomes = {
-        "clinician": cohort.volume[eligible, s.start_day + s.horizon_days],
+        "clinician": truly(clinician),
         "world_model_plan": truly(model_plan),
         "oracle_plan": truly(oracle_plan),
         "no_treatment": truly(torch.zeros_like(oracle_plan)),
@@ -147,6 +170,9 @@ def plan_and_evaluate(model: WorldModel, domain: ValidationDomain, s: PlanSettin
     gap = float(outcomes["world_model_plan"].mean() - outcomes["oracle_plan"].mean())
     return {
         "settings": asdict(s), "n_eligible": len(eligible), "n_schedules": p,
+        "budget": ("per patient min(clinician's sessions, max_sessions) of each"
+                   if s.match_clinician else "max_sessions of each"),
+        "capped_by_max_sessions": int((clinician.sum(1) > s.max_sessions).any(1).sum()),
         "out_of_domain": int((~inside).sum()), "out_of_domain_reasons": reasons[:20],
         "treatment_not_allowed": {n: int((~allowed_channels[:, j]).sum())
                                   for j, n in enumerate(ACTION_SPACE.names)},

@@ -39,7 +39,12 @@ class TumourSimulator:
     def reset(self, n: int | None = None, subjects: Sequence[str] | None = None,
               seed: int = 0) -> State:
         if subjects is not None:
-            index = torch.tensor([int(s.split("#")[-1]) for s in subjects])
+            try:
+                index = torch.tensor([int(s.split("#")[-1]) for s in subjects])
+            except ValueError:
+                raise InvalidInputError(
+                    "tumour subjects are named like 'patient#000012' (the patient index)"
+                ) from None
             params = [sample_patients(1, seed, int(i)) for i in index]
             p = PatientParameters(**{k: torch.cat([getattr(q, k) for q in params])
                                      for k in PatientParameters.__dataclass_fields__})
