@@ -254,13 +254,7 @@ class LatentWorldModel:
         self.network = LatentNetwork(
             len(self.obs_space), 2 * len(self.action_space), len(self.static_space), self.config
         )
-        for key, value in options.items():
-            if not hasattr(self.train_config, key):
-                raise InvalidInputError(
-                    f"unknown training option {key!r}; options are "
-                    f"{sorted(self.train_config.to_dict())}"
-                )
-            setattr(self.train_config, key, value)
+        self.train_config.update(options)
         self.train_config.seed = self.config.seed
         report = train_module(
             self.network, self._loss, self._training_tensors(train_w),

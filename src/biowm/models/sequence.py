@@ -236,13 +236,7 @@ class SequenceWorldModel:
         self.action_space, self.static_space = train.action_space, train.static_space
         self.time_unit = train.time_unit
         self.step = _median_step(train)
-        for key, value in options.items():
-            if not hasattr(self.train_config, key):
-                raise InvalidInputError(
-                    f"unknown training option {key!r}; options are "
-                    f"{sorted(self.train_config.to_dict())}"
-                )
-            setattr(self.train_config, key, value)
+        self.train_config.update(options)
         self.train_config.seed = self.config.seed
         torch.manual_seed(self.config.seed)
         obs, mask, actions, static, valid, _ = self._raw(train)

@@ -46,6 +46,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def update(self, options: dict[str, Any]) -> None:
+        """Set training options by name; unknown names and schedules are refused."""
+        for key, value in options.items():
+            if not hasattr(self, key):
+                raise InvalidInputError(
+                    f"unknown training option {key!r}; options are {sorted(self.to_dict())}"
+                )
+            setattr(self, key, value)
+        _learning_rate(self, 0)  # refuses an unknown lr_schedule now, not after loading data
+
 
 def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
     order = torch.randperm(n, generator=generator)
