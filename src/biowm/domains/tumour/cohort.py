@@ -25,7 +25,7 @@ from biowm.domains.tumour.model import (
     PatientParameters,
     chemo_concentration,
     next_volume,
-    recovery_probability,
+    settle,
     sphere_diameter_cm,
 )
 from biowm.domains.tumour.patients import sample_patients
@@ -34,7 +34,8 @@ WINDOW_DAYS = 15
 MAX_DAYS = 60
 # patient-index offsets keeping train, validation, test and planning patients disjoint
 VAL_OFFSET, TEST_OFFSET, PLAN_OFFSET = 1_000_000, 2_000_000, 3_000_000
-(_NOISE, _RECOVERY, _CHEMO, _RADIO) = range(10, 14)
+# counter-based random streams (shared with the simulator so both draw the same numbers)
+(NOISE_STREAM, RECOVERY_STREAM, CHEMO_STREAM, RADIO_STREAM) = range(10, 14)
 
 VOLUME_CHANNEL = Channel("tumour_volume_cm3", "cm3", 0.0, 2.0 * DEATH_VOLUME_CM3,
                          "tumour volume (spherical)")
@@ -110,10 +111,10 @@ def simulate_cohort(
     params = sample_patients(n, seed, offset)
     keys = crandom.subject_keys(seed, n, offset)
     day_index = torch.arange(days + extra_noise_days)[None, :]
-    noise = NOISE_SD * crandom.normal(keys, _NOISE, day_index)
-    u_recover = crandom.uniform(keys, _RECOVERY, day_index[:, :days])
-    u_chemo = crandom.uniform(keys, _CHEMO, day_index[:, :days])
-    u_radio = crandom.uniform(keys, _RADIO, day_index[:, :days])
+    noise = NOISE_SD * crandom.normal(keys, NOISE_STREAM, day_index)
+    u_recover = crandom.uniform(keys, RECOVERY_STREAM, day_index[:, :days])
+    u_chemo = crandom.uniform(keys, CHEMO_STREAM, day_index[:, :days])
+    u_radio = crandom.uniform(keys, RADIO_STREAM, day_index[:, :days])
 
     f64 = dict(dtype=torch.float64)
     volume = torch.full((n, days), torch.nan, **f64)
@@ -137,10 +138,8 @@ def simulate_cohort(
         concentration[:, t] = chemo_concentration(previous_c, chemo[:, t])
         previous_c = concentration[:, t]
         nxt = next_volume(current, concentration[:, t], radio[:, t], params, noise[:, t + 1])
-        dies = active & (nxt > DEATH_VOLUME_CM3)
-        nxt = torch.where(dies, DEATH_VOLUME_CM3, nxt).clamp(min=0.0)
-        recovers = active & ~dies & (u_recover[:, t + 1] < recovery_probability(nxt))
-        nxt = torch.where(recovers, 0.0, nxt)
+        nxt, dies, recovers = settle(nxt, u_recover[:, t + 1])
+        dies, recovers = dies & active, recovers & active
         volume[:, t + 1] = torch.where(active, nxt, torch.nan)
         length = length + active.long()
         died |= dies

@@ -75,6 +75,16 @@ def recovery_probability(volume: torch.Tensor) -> torch.Tensor:
     return torch.exp(-volume.clamp(min=0.0) * TUMOUR_CELL_DENSITY_PER_CM3)
 
 
+def settle(volume: torch.Tensor, u_recover: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A new day's volume after death (clamped to the death volume) and recovery (0,
+    drawn with uniforms `u_recover`): (volume, died, recovered)."""
+    died = volume > DEATH_VOLUME_CM3
+    volume = torch.where(died, DEATH_VOLUME_CM3, volume).clamp(min=0.0)
+    recovered = ~died & (u_recover < recovery_probability(volume))
+    return torch.where(recovered, 0.0, volume), died, recovered
+
+
 def project(
     volume: torch.Tensor, concentration: torch.Tensor, params: PatientParameters,
     plan: torch.Tensor, noise: torch.Tensor, absorbing: bool = False,

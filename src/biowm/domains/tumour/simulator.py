@@ -22,7 +22,7 @@ from biowm.domains.tumour.model import (
     PatientParameters,
     chemo_concentration,
     next_volume,
-    recovery_probability,
+    settle,
 )
 from biowm.domains.tumour.patients import sample_patients
 
@@ -68,12 +68,9 @@ class TumourSimulator:
                                       if k in state})
         volume, day = state["volume"], state["day"]
         concentration = chemo_concentration(state["concentration"], action[:, 0].double())
-        noise = NOISE_SD * crandom.normal(state["keys"], engine._NOISE, day + 1)
+        noise = NOISE_SD * crandom.normal(state["keys"], engine.NOISE_STREAM, day + 1)
         nxt = next_volume(volume, concentration, action[:, 1].double(), params, noise)
-        over = nxt > DEATH_VOLUME_CM3
-        nxt = torch.where(over, DEATH_VOLUME_CM3, nxt).clamp(min=0.0)
-        u = crandom.uniform(state["keys"], engine._RECOVERY, day + 1)
-        nxt = torch.where(~over & (u < recovery_probability(nxt)), 0.0, nxt)
+        nxt, _, _ = settle(nxt, crandom.uniform(state["keys"], engine.RECOVERY_STREAM, day + 1))
         finished = (volume <= 0) | (volume >= DEATH_VOLUME_CM3)
         return {**state, "volume": torch.where(finished, volume, nxt),
                 "concentration": concentration, "day": day + 1}
