@@ -7,10 +7,13 @@ on success, so an interrupted or failed command never leaves a partial file behi
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 from biowm.core.errors import InvalidInputError
 
@@ -73,3 +76,17 @@ def _current_umask() -> int:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def json_ready(value: object) -> object:
+    """`value` with every non-finite float replaced by None, so that strict JSON parsers
+    accept the file (`json.dumps` would write bare NaN / Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.generic | np.ndarray):
+        return json_ready(value.tolist())
+    return value
