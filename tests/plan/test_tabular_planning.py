@@ -20,7 +20,7 @@ from biowm.domains.sepsis.mdp import (
 from biowm.domains.sepsis.simulator import simulate_episodes
 from biowm.models.tabular import DirichletTabularModel, Transitions, transitions_from_trajectories
 from biowm.models.tabular_mdp import check_policy, policy_value, state_values
-from biowm.plan.offline import OfflinePlannerConfig, plan_offline
+from biowm.plan.offline import CONFIDENCE_Z, OfflinePlannerConfig, plan_offline
 from biowm.plan.tabular import Pessimism, optimal_policy, pessimistic_plan
 
 TERMINAL = list(TERMINAL_STATES)
@@ -200,17 +200,28 @@ def test_unvisited_states_follow_the_logged_action_mix(default_plan):
                                np.broadcast_to(mix, (int(unvisited.sum()), N_ACTIONS)))
 
 
-def test_off_support_recommendations_are_confident_and_listed(default_plan):
-    plan = default_plan
+PERMISSIVE_SD = 0.05
+
+
+@pytest.fixture(scope="module")
+def permissive_plan(logged):
+    # With the state-pooled prior an unseen action is predicted as a mix of the logged
+    # ones and can never beat the best of them; the neural prior can.
+    return offline(logged, load_tables().state_features, prior="neural", neural_epochs=1,
+                   candidates=(Pessimism("none"),), confident_sd=PERMISSIVE_SD)
+
+
+def test_off_support_recommendations_are_confident_and_listed(permissive_plan):
+    plan = permissive_plan
     counts = plan.model.visit_counts()
-    config = OfflinePlannerConfig()
     assert plan.off_support, "expected some confident off-support recommendations at 300 eps"
     listed = {o.state for o in plan.off_support}
     for entry in plan.off_support:
         assert counts[entry.state, entry.action] == 0
-        assert entry.q_sd <= config.confident_sd
+        assert entry.q_sd <= PERMISSIVE_SD
         assert plan.policy[entry.state, entry.action] == 1.0
-        assert entry.q >= entry.best_logged_q - 1e-9
+        # confident that it is better: its lower bound beats the best logged action
+        assert entry.q - CONFIDENCE_Z * entry.q_sd > entry.best_logged_q
     # Every other visited live state gets an action the clinicians were seen to take.
     recommended = plan.policy.argmax(axis=1)
     visited = np.flatnonzero(LIVE & (counts.sum(axis=1) > 0))
@@ -265,3 +276,15 @@ def test_planner_refuses_empty_logs_and_neural_without_features(logged):
         offline(empty)
     with pytest.raises(InvalidInputError, match="state features"):
         offline(logged, prior="neural")
+
+
+def test_pooled_prior_never_leaves_the_logged_support(default_plan):
+    assert default_plan.off_support == []
+
+
+def test_where_every_action_is_halted_the_plan_follows_the_logged_mix(logged):
+    plan = offline(logged, candidates=(Pessimism("halt", min_count=10**9),))
+    counts = plan.model.visit_counts()
+    visited = LIVE & (counts.sum(axis=1) > 0)
+    mix = counts[visited] / counts[visited].sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(plan.policy[visited], mix)

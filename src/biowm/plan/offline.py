@@ -30,9 +30,11 @@ from biowm.models.tabular import (
     choose_concentration,
 )
 from biowm.models.tabular_mdp import q_standard_deviation, state_values
-from biowm.plan.tabular import Pessimism, pessimistic_plan
+from biowm.plan.tabular import Pessimism, PlanResult, pessimistic_plan
 
 console = Console(stderr=True)
+
+CONFIDENCE_Z = 2.0  # an off-support action's Q must beat the best logged Q by 2 sd
 
 DEFAULT_CANDIDATES = (
     Pessimism("none"),
@@ -54,7 +56,7 @@ class OfflinePlannerConfig:
     confident_sd: float = 0.01
     seed: int = 0
     neural_epochs: int = 30
-    neural_max_transitions: int = 200_000
+    neural_max_transitions: int = 100_000
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -129,9 +131,23 @@ def _allowed_actions(counts: np.ndarray, terminal: list[int]) -> np.ndarray:
     return allowed
 
 
-def _plan(model: DirichletTabularModel, pessimism: Pessimism, allowed: np.ndarray) -> np.ndarray:
-    return pessimistic_plan(model.mdp(), model.visit_counts(), model.posterior_concentration(),
-                            pessimism, allowed).policy
+def plan_policy(model: DirichletTabularModel, pessimism: Pessimism, allowed: np.ndarray
+                ) -> np.ndarray:
+    """The pessimistic plan on `model`, following the logs where it has no preference."""
+    result = pessimistic_plan(model.mdp(), model.visit_counts(),
+                              model.posterior_concentration(), pessimism, allowed)
+    return _follow_logs_where_undecided(result, model.visit_counts())
+
+
+def _follow_logs_where_undecided(result: PlanResult, counts: np.ndarray) -> np.ndarray:
+    """Where the pessimistic planner prefers no action (every allowed action is halted or
+    worth nothing), follow the clinicians' logged action mix in that state."""
+    policy = result.policy.copy()
+    totals = counts.sum(axis=1, keepdims=True)
+    logged_mix = counts / np.maximum(totals, 1.0)
+    undecided = ~result.decided & (totals[:, 0] > 0)
+    policy[undecided] = logged_mix[undecided]
+    return policy
 
 
 def _fill_unvisited(policy: np.ndarray, counts: np.ndarray, terminal: list[int]) -> np.ndarray:
@@ -200,7 +216,7 @@ def plan_offline(
         model = fitted(plan_part, prior_mean)
         allowed = _allowed_actions(model.visit_counts(), terminal_states)
         for candidate in config.candidates:
-            policy = _fill_unvisited(_plan(model, candidate, allowed), model.visit_counts(),
+            policy = _fill_unvisited(plan_policy(model, candidate, allowed), model.visit_counts(),
                                      terminal_states)
             totals[candidate.label()] += model_based_value(
                 score_part, policy, reward_on_entry, terminal_states,
@@ -214,20 +230,25 @@ def plan_offline(
     counts = model.visit_counts()
     allowed = _allowed_actions(counts, terminal_states)
     mdp = model.mdp()
-    support_only = _fill_unvisited(_plan(model, chosen, allowed), counts, terminal_states)
+    support_only = _fill_unvisited(plan_policy(model, chosen, allowed), counts, terminal_states)
     values = state_values(mdp, support_only)
     q_sd = q_standard_deviation(mdp, values, model.posterior_concentration())
-    confident = q_sd <= config.confident_sd
+    q_model = mdp.expected_reward() + mdp.transitions @ values
+    best_logged = np.where(counts > 0, q_model, -np.inf).max(axis=1)
     visited = counts.sum(axis=1) > 0
+    # Off the logged support only where the model is confident (small posterior sd) AND
+    # confident that the action is better: its lower bound beats the best logged action.
+    confident = (q_sd <= config.confident_sd) & (
+        q_model - CONFIDENCE_Z * q_sd > best_logged[:, None])
     allowed = allowed | (confident & visited[:, None])
     result = pessimistic_plan(mdp, counts, model.posterior_concentration(), chosen, allowed)
-    policy = _fill_unvisited(result.policy, counts, terminal_states)
+    policy = _fill_unvisited(_follow_logs_where_undecided(result, counts), counts,
+                             terminal_states)
     live_visited = visited.copy()
     live_visited[terminal_states] = False
     recommended = policy.argmax(axis=1)
     states = np.flatnonzero(live_visited & (counts[np.arange(n_states), recommended] == 0))
-    best_logged = np.where(counts > 0, result.q, -np.inf).max(axis=1)
-    off_support = [OffSupportAction(int(s), int(recommended[s]), float(result.q[s, recommended[s]]),
+    off_support = [OffSupportAction(int(s), int(recommended[s]), float(q_model[s, recommended[s]]),
                                     float(q_sd[s, recommended[s]]), float(best_logged[s]))
                    for s in states]
     return OfflinePlan(

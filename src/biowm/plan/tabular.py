@@ -44,12 +44,15 @@ class Pessimism:
 
 @dataclass
 class PlanResult:
-    """A deterministic plan: `policy [S, A]` (one-hot rows), its model `q [S, A]` and the
-    pessimistic values it maximised."""
+    """A deterministic plan: `policy [S, A]` (one-hot rows), its model `q [S, A]`, the
+    pessimistic values it maximised, and `decided [S]`: states where some allowed action
+    has positive pessimistic value (elsewhere every action ties at "give up", and the
+    one-hot action is arbitrary — callers should fall back to a default there)."""
 
     policy: np.ndarray
     q: np.ndarray
     values: np.ndarray
+    decided: np.ndarray
 
 
 def pessimistic_plan(
@@ -124,7 +127,7 @@ def _policy_iteration(
     q = backup(values)
     policy = np.zeros_like(q)
     policy[rows, chosen] = 1.0
-    return PlanResult(policy=policy, q=q, values=values)
+    return PlanResult(policy=policy, q=q, values=values, decided=active)
 
 
 def optimal_policy(mdp: TabularMDP) -> PlanResult:

@@ -33,7 +33,7 @@ from biowm.domains.sepsis.mdp import (
 from biowm.domains.sepsis.simulator import simulate_episodes
 from biowm.models.tabular import DirichletTabularModel, Transitions, transitions_from_trajectories
 from biowm.models.tabular_mdp import policy_value
-from biowm.plan.offline import OfflinePlannerConfig, plan_offline
+from biowm.plan.offline import OfflinePlannerConfig, plan_offline, plan_policy
 from biowm.plan.tabular import optimal_policy, pessimistic_plan
 
 EVALUATION_OFFSET = 10_000_000  # evaluation patients never overlap planning patients
@@ -93,9 +93,8 @@ def _ablation(model: DirichletTabularModel, candidates: Any, true_mdp: Any,
     allowed[~allowed.any(axis=1)] = True
     values = {}
     for candidate in candidates:
-        plan = pessimistic_plan(model.mdp(), counts, model.posterior_concentration(),
-                                candidate, allowed)
-        values[candidate.label()] = policy_value(true_mdp, plan.policy)
+        values[candidate.label()] = policy_value(true_mdp, plan_policy(model, candidate,
+                                                                       allowed))
     mle = DirichletTabularModel(N_STATES, N_ACTIONS, TERMINAL_STATES, reward_on_entry(),
                                 concentration=1e-9)
     mle.fit_transitions(planning)
