@@ -1,0 +1,55 @@
+"""`biowm simulate cell`: the screen as .h5ad in the cell-eval conventions."""
+
+import anndata
+import numpy as np
+import pytest
+
+from biowm.cli import run
+from biowm.core.manifest import Manifest, manifest_path_for
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
+def test_simulate_cell_writes_a_screen_with_ground_truth(capsys, tmp_path):
+    out = tmp_path / "sim.h5ad"
+    code = run(["simulate", "cell", "--genes", "60", "--perturbations", "12", "--doubles", "8",
+                "--cells-per-perturbation", "10", "--control-cells", "50", "--drugs", "1",
+                "--seed", "0", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    Manifest.read(manifest_path_for(out)).verify(out)
+    adata = anndata.read_h5ad(out)
+    assert adata.n_vars == 60 and adata.n_obs == 50 + 10 * (12 + 8 + 4)
+    counts = np.asarray(adata.X)
+    assert np.all(counts == np.round(counts)) and counts.min() >= 0
+    groups = adata.obs["target_gene"].value_counts()
+    assert groups["non-targeting"] == 50
+    doubles = [name for name in groups.index if "+" in name]
+    assert len(doubles) == 8 and all(g in adata.var_names for d in doubles
+                                     for g in d.split("+"))
+    truth = adata.uns["biowm_truth"]
+    assert truth["expression"].shape == (1 + 12 + 8 + 4, 60)
+    assert len(truth["interaction_score"]) == 8
+    assert list(truth["conditions"][:1]) == ["non-targeting"]
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--out", "x.csv"], "--out must end in .h5ad"),
+    (["--genes", "5"], "--genes must be >= 10"),
+    (["--genes", "20", "--perturbations", "30"], "--perturbations must be in 1..20"),
+    (["--genes", "20", "--perturbations", "3", "--doubles", "4"], "exceeds the 3 pairs"),
+])
+def test_simulate_cell_bad_input_exits_2_and_writes_nothing(capsys, tmp_path, argv, words):
+    target = tmp_path / "sim.h5ad"
+    full = ["simulate", "cell", "--out", str(target), *argv]
+    if "--out" in argv:
+        full = ["simulate", "cell", *[str(tmp_path / a) if a.endswith(".csv") else a
+                                     for a in argv]]
+    assert run(full) == 2
+    assert words in one_error_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
