@@ -13,14 +13,7 @@ from biowm.core.manifest import Manifest, manifest_path_for
 from biowm.core.trajectories import Trajectories
 from biowm.domains.glucose import cli as glucose_cli
 from biowm.domains.glucose.metrics import glycemic_metrics
-
-
-def one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
-    return lines[0]
-
+from cli_helpers import one_error_line
 
 # --- verbs and domains --------------------------------------------------------------------
 

@@ -6,13 +6,7 @@ import pytest
 
 from biowm.cli import run
 from biowm.core.manifest import Manifest, manifest_path_for
-
-
-def one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
-    return lines[0]
+from cli_helpers import one_error_line
 
 
 def test_simulate_cell_writes_a_screen_with_ground_truth(capsys, tmp_path):

@@ -1,7 +1,6 @@
 """`biowm simulate|train|plan|evaluate|benchmark sepsis` through the in-process CLI."""
 
 import functools
-import importlib
 import json
 
 import numpy as np
@@ -23,13 +22,7 @@ from biowm.domains.sepsis.simulator import simulate_episodes
 from biowm.models import load_world_model
 from biowm.models.tabular import DirichletTabularModel
 from biowm.models.tabular_mdp import policy_value
-
-
-def one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
-    return lines[0]
+from cli_helpers import one_error_line, record_benchmark_settings
 
 
 @pytest.fixture(scope="module")
@@ -253,18 +246,7 @@ def test_train_refuses_an_unknown_model(logs, tmp_path, capsys):
 
 @pytest.fixture
 def captured_settings(monkeypatch):
-    """Replace the benchmark run by one that records its settings and writes tables.md."""
-    # By module path: the package attribute `benchmark` may be the CLI command instead.
-    sepsis_benchmark = importlib.import_module("biowm.domains.sepsis.benchmark")
-    seen = []
-
-    def fake_run(out, settings, log=print):
-        seen.append(settings)
-        (out / "tables.md").write_text("tables\n")
-        return {}
-
-    monkeypatch.setattr(sepsis_benchmark, "run_benchmark", fake_run)
-    return seen
+    return record_benchmark_settings(monkeypatch, "biowm.domains.sepsis.benchmark")
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,7 @@ import typer
 from biowm.cli import _expand_multiple, run
 from biowm.core.manifest import Manifest, manifest_path_for
 from biowm.core.trajectories import Trajectories
-
-
-def one_error_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: "), stderr
-    return lines[0]
+from cli_helpers import one_error_line, record_benchmark_settings
 
 
 def test_simulate_writes_parquet_and_manifest(capsys, tmp_path):
@@ -158,18 +152,7 @@ def test_benchmark_bad_input_exits_2(capsys, tmp_path, argv, words):
 
 @pytest.fixture
 def captured_settings(monkeypatch):
-    """Replace the benchmark run by one that records its settings and writes tables.md."""
-    from biowm.domains.tumour import benchmark as tumour_benchmark
-
-    seen = []
-
-    def fake_run(out, settings, log=print):
-        seen.append(settings)
-        (out / "tables.md").write_text("tables\n")
-        return {}
-
-    monkeypatch.setattr(tumour_benchmark, "run_benchmark", fake_run)
-    return seen
+    return record_benchmark_settings(monkeypatch, "biowm.domains.tumour.benchmark")
 
 
 @pytest.mark.parametrize(
