@@ -1,5 +1,7 @@
 """`biowm simulate cell`: the screen as .h5ad in the cell-eval conventions."""
 
+import json
+
 import anndata
 import numpy as np
 import pytest
@@ -47,3 +49,31 @@ def test_simulate_cell_bad_input_exits_2_and_writes_nothing(capsys, tmp_path, ar
     assert run(full) == 2
     assert words in one_error_line(capsys.readouterr().err)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_benchmark_cell_scores_baselines_on_a_context_split(capsys, tmp_path):
+    from biowm.domains.cell.screen import ScreenDesign, simulate_screen, write_h5ad
+
+    adata = simulate_screen(ScreenDesign(n_genes=30, n_perturbations=4, n_doubles=0,
+                                         cells_per_perturbation=50, control_cells=100))
+    adata.obs["bio_rep"] = np.where(np.arange(adata.n_obs) % 2 == 0, "rep_1", "rep_2")
+    data = tmp_path / "screen.h5ad"
+    write_h5ad(adata, data)
+    out = tmp_path / "bench"
+    code = run(["benchmark", "cell", "--data", str(data), "--out", str(out), "--min-cells", "10"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "| mean-shift |" in captured.out
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["perturbations"]) == 4
+    assert set(results["models"]) >= {"cell-mean", "mean-shift"}
+
+
+def test_benchmark_cell_refuses_an_unknown_context(capsys, tmp_path):
+    from biowm.domains.cell.screen import ScreenDesign, simulate_screen, write_h5ad
+
+    data = tmp_path / "screen.h5ad"
+    write_h5ad(simulate_screen(ScreenDesign(n_genes=20, n_perturbations=2, n_doubles=0,
+                                            cells_per_perturbation=5, control_cells=10)), data)
+    assert run(["benchmark", "cell", "--data", str(data), "--out", str(tmp_path / "b")]) == 2
+    assert "no obs column 'bio_rep'" in one_error_line(capsys.readouterr().err)

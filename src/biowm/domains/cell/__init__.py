@@ -16,7 +16,7 @@ DOMAIN = register(
         name="cell",
         summary="Gene-regulatory-network perturbation screens (data engine)",
         make_simulator=make_simulator,
-        commands={"simulate": cli.simulate},
+        commands={"simulate": cli.simulate, "benchmark": cli.benchmark},
     )
 )
 

@@ -57,3 +57,41 @@ def simulate(
                   f"{int((scores > truth['interaction_threshold']).sum())}/{scores.size}",
                   f"{np.median(counts.sum(axis=1)):.0f}", f"{(counts == 0).mean():.1%}", str(out))
     console.print(table)
+
+
+def benchmark(
+    data: Annotated[Path, typer.Option(help="A real screen (.h5ad, raw counts) with a "
+                                       "context column, e.g. the Papalexi 2021 file.")],
+    out: Annotated[Path, typer.Option(help="Directory for results.json and tables.md.")],
+    context: Annotated[str, typer.Option(help="obs column of the contexts.")] = "bio_rep",
+    train: Annotated[str, typer.Option(help="Training context.")] = "rep_1",
+    test: Annotated[str, typer.Option(help="Held-out context to predict.")] = "rep_2",
+    min_guide_fraction: Annotated[float, typer.Option(help="Keep cells with grna_frac above.")]
+    = 0.8,
+    min_cells: Annotated[int, typer.Option(help="Perturbations need this many cells.")] = 30,
+) -> None:
+    """New-context benchmark with cell-eval: baselines and the replicate ceiling."""
+    import json
+
+    from biowm.core.io import atomic_write_text, check_writable_dir, json_ready
+    from biowm.domains.cell.data import load_screen
+    from biowm.domains.cell.evaluate import ContextProtocol, context_benchmark
+
+    check_writable_dir(out)
+    protocol = ContextProtocol(context, train, test, min_guide_fraction, min_cells)
+    started = time.perf_counter()
+    with console.status("scoring baselines with cell-eval"):
+        results = context_benchmark(load_screen(data), protocol)
+    results["data"] = str(data)
+    results["wall_seconds"] = round(time.perf_counter() - started, 1)
+    lines = [f"### New context: train {context}={train}, predict {test} "
+             f"({len(results['perturbations'])} perturbations)", "",
+             "| prediction | PDS | Pearson Δ | DES | MAE | overall |", "|---|---|---|---|---|---|"]
+    for name, m in results["models"].items():
+        lines.append(f"| {name} | {m['pds']:.3f} | {m['pearson_delta']:.3f} | {m['des']:.3f} "
+                     f"| {m['mae']:.3f} | {m['overall']:.3f} |")
+    table = "\n".join(lines) + "\n"
+    atomic_write_text(out / "results.json", json.dumps(json_ready(results), indent=2))
+    atomic_write_text(out / "tables.md", table)
+    print(table)
+    console.print(f"results written to {out / 'results.json'}")

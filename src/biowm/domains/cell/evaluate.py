@@ -1,0 +1,118 @@
+"""Scoring predicted cells with Arc Institute's cell-eval, and the new-context benchmark.
+
+`score_prediction` hands predicted and real cells (log-normalised, controls included as
+"non-targeting") to `cell_eval.MetricsEvaluator` and keeps the Virtual Cell Challenge
+metrics: perturbation discrimination score (PDS, `discrimination_score_l1`), differential
+expression overlap (DES, `overlap_at_N`), mean absolute error (MAE, `mae`) and Pearson
+delta. `overall_score` scales PDS, DES and MAE against the cell-mean baseline.
+
+`context_benchmark` is the real-data protocol: train on one context (e.g. replicate
+rep_1), predict the other context's perturbed cells from its own control cells, and score
+against its real cells; the real controls stand in as the predicted controls, so no
+prediction can move the reference it is scored against.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from biowm.domains.cell.data import (
+    CONTROL,
+    PERTURBATION_COLUMN,
+    dense,
+    log_normalise,
+    select_cells,
+    split_by_context,
+)
+from biowm.models.perturbation import MeanShiftModel, PerturbationPrediction
+
+HEADLINE = {"pds": "discrimination_score_l1", "pearson_delta": "pearson_delta",
+            "des": "overlap_at_N", "mae": "mae"}
+
+
+def _anndata(expression: np.ndarray, labels: np.ndarray, genes: list[str]) -> Any:
+    import anndata
+    import pandas as pd
+
+    obs = pd.DataFrame({PERTURBATION_COLUMN: np.asarray(labels).astype(str)},
+                       index=[f"c{i}" for i in range(len(labels))])
+    return anndata.AnnData(np.asarray(expression, dtype=np.float32), obs=obs,
+                           var=pd.DataFrame(index=list(genes)))
+
+
+def score_prediction(prediction: PerturbationPrediction, real_expression: np.ndarray,
+                     real_labels: np.ndarray, genes: list[str]) -> dict[str, float]:
+    """cell-eval's metrics (means over perturbations) of a prediction against real cells."""
+    from cell_eval import MetricsEvaluator
+
+    logging.getLogger("cell_eval").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory() as outdir:
+        evaluator = MetricsEvaluator(
+            _anndata(prediction.expression, prediction.labels, genes),
+            _anndata(real_expression, real_labels, genes),
+            control_pert=CONTROL, pert_col=PERTURBATION_COLUMN, num_threads=1,
+            outdir=outdir)
+        _, aggregated = evaluator.compute(profile="full")
+    means = aggregated.filter(aggregated["statistic"] == "mean")
+    metrics = {column: float(means[column][0]) for column in means.columns
+               if column != "statistic"}
+    return {**{short: metrics[name] for short, name in HEADLINE.items()}, "all": metrics}
+
+
+def overall_score(metrics: dict[str, float], baseline: dict[str, float]) -> float:
+    """Mean of PDS and DES scaled as (m − b)/(1 − b) and MAE as 1 − m/b against the
+    cell-mean baseline b, each clipped at 0."""
+    parts = [max(0.0, (metrics[k] - baseline[k]) / (1.0 - baseline[k])) for k in ("pds", "des")]
+    parts.append(max(0.0, 1.0 - metrics["mae"] / baseline["mae"]))
+    return float(np.mean(parts))
+
+
+@dataclass(frozen=True)
+class ContextProtocol:
+    column: str = "bio_rep"
+    train: str = "rep_1"
+    test: str = "rep_2"
+    min_guide_fraction: float = 0.8
+    min_cells: int = 30
+
+
+def context_benchmark(adata: Any, protocol: ContextProtocol) -> dict[str, Any]:
+    """Every baseline, and real training-context cells as the prediction (the replicate
+    ceiling), scored on the test context's real cells."""
+    selected = select_cells(adata, protocol.min_guide_fraction)
+    split = split_by_context(selected, protocol.column, protocol.train, protocol.test)
+    expression = log_normalise(dense(selected.X))
+    labels = selected.obs[PERTURBATION_COLUMN].astype(str).to_numpy()
+    genes = [str(g) for g in selected.var_names]
+    train_x, train_y = expression[split.train], labels[split.train]
+    test_x, test_y = expression[split.test], labels[split.test]
+    names, counts = np.unique(test_y, return_counts=True)
+    train_names, train_counts = np.unique(train_y, return_counts=True)
+    enough_train = set(train_names[train_counts >= protocol.min_cells])
+    perturbations = [str(n) for n, c in zip(names, counts, strict=True)
+                     if n != CONTROL and c >= protocol.min_cells and n in enough_train]
+    keep = np.isin(test_y, [*perturbations, CONTROL])
+    test_x, test_y = test_x[keep], test_y[keep]
+    controls = test_x[test_y == CONTROL]
+    models = {
+        "cell-mean": MeanShiftModel(pooled=True),
+        "mean-shift": MeanShiftModel(),
+        "mean-shift |z|>2": MeanShiftModel(z_threshold=2.0),
+    }
+    predictions = {name: model.fit(train_x, train_y).predict(controls, perturbations)
+                   for name, model in models.items()}
+    in_train = np.isin(train_y, perturbations)
+    predictions[f"real {protocol.train} cells"] = PerturbationPrediction(
+        np.concatenate([controls, train_x[in_train]]),
+        np.concatenate([np.full(controls.shape[0], CONTROL, dtype=object), train_y[in_train]]))
+    scores = {name: score_prediction(p, test_x, test_y, genes) for name, p in predictions.items()}
+    baseline = scores["cell-mean"]
+    for metrics in scores.values():
+        metrics["overall"] = overall_score(metrics, baseline)
+    return {"protocol": protocol.__dict__, "perturbations": perturbations,
+            "test_cells": int(keep.sum()), "models": scores}
