@@ -135,7 +135,7 @@ def test_on_policy_estimates_are_close_to_the_exact_value(clinician_logs, tables
     exact = policy_value(tables.mdp(), tables.clinician_policy)
     estimates = evaluate_off_policy(clinician_logs, tables.clinician_policy, reward_on_entry(),
                                     TERMINAL, seed=0, posterior_draws=3)
-    assert set(estimates) == {"wis", "fqe", "model_based"}
+    assert set(estimates) == {"wis", "fqe", "model_based", "wdr"}
     for name, estimate in estimates.items():
         assert estimate.estimator == name
         assert abs(estimate.value - exact) < 0.03, (name, estimate.value, exact)
@@ -155,3 +155,22 @@ def test_evaluate_off_policy_refuses_a_policy_of_the_wrong_shape(clinician_logs)
     with pytest.raises(InvalidInputError, match="does not fit a policy"):
         evaluate_off_policy(clinician_logs, np.full((N_STATES, 5), 0.2), reward_on_entry(),
                             TERMINAL)
+
+
+def test_wdr_on_policy_matches_the_logged_returns(clinician_logs):
+    from biowm.bench.ope import (
+        _evaluation_model,
+        behaviour_policy,
+        episode_returns,
+        weighted_doubly_robust,
+    )
+
+    behaviour = behaviour_policy(clinician_logs, N_STATES, N_ACTIONS)
+    model = _evaluation_model(clinician_logs, N_STATES, N_ACTIONS, reward_on_entry(),
+                              TERMINAL, seed=0)
+    estimate = weighted_doubly_robust(clinician_logs, behaviour, behaviour, reward_on_entry(),
+                                      model)
+    # with the behaviour policy as target every weight is 1/n: the corrections telescope
+    # and WDR is exactly the mean logged return
+    assert estimate.value == pytest.approx(
+        episode_returns(clinician_logs, reward_on_entry()).mean(), abs=1e-9)

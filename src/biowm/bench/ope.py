@@ -1,13 +1,15 @@
 """Off-policy evaluation on tabular MDPs: a policy's value from behaviour logs alone.
 
-Three estimators, each from logs *not* used to choose the policy:
+Four estimators, each from logs *not* used to choose the policy:
 - weighted importance sampling (WIS): episode returns reweighted by Π π(a|s) / π_b(a|s),
   with π_b the logged action frequencies per state, normalised by the weights' sum;
 - fitted-Q evaluation (FQE): iterate Q(s, a) ← mean over logged (s, a, s') of
   r(s') + Σ_a' π(a'|s') Q(s', a'); pairs the logs never tried take their state's
   count-weighted mean (tabular FQE with maximum-likelihood targets);
 - model-based: the exact value of the policy under the hierarchical Dirichlet posterior
-  mean learned from the evaluation logs, with a posterior interval from sampled tables.
+  mean learned from the evaluation logs, with a posterior interval from sampled tables;
+- weighted doubly robust (WDR): the model-based values corrected by self-normalised
+  per-decision importance weights (consistent when either part is right).
 """
 
 from __future__ import annotations
@@ -125,17 +127,14 @@ def model_based_value(
     return float(start @ state_values(model.mdp(), policy))
 
 
-def model_based_estimate(
-    transitions: Transitions, policy: np.ndarray, reward_on_entry: np.ndarray,
-    terminal_states: list[int], seed: int = 0, posterior_draws: int = 10,
-) -> OffPolicyEstimate:
-    """Exact value under the Dirichlet posterior mean fitted to the evaluation logs, with
-    the 5–95 % range over `posterior_draws` sampled tables. The prior strength is chosen
-    on a 20 % episode split of the same logs."""
-    n_states, n_actions = policy.shape
+def _evaluation_model(
+    transitions: Transitions, n_states: int, n_actions: int, reward_on_entry: np.ndarray,
+    terminal_states: list[int], seed: int,
+) -> DirichletTabularModel:
+    """The pooled-prior Dirichlet model of the evaluation logs, its prior strength chosen
+    by held-out likelihood on a 20 % episode split of the same logs."""
     rng = np.random.default_rng(seed)
-    n_episodes = transitions.first_states.shape[0]
-    heldout = rng.random(n_episodes) < 0.2
+    heldout = rng.random(transitions.first_states.shape[0]) < 0.2
     fit_part, check_part = transitions.select_episodes(~heldout), transitions.select_episodes(
         heldout)
     alpha = FALLBACK_CONCENTRATION
@@ -144,8 +143,23 @@ def model_based_estimate(
     model = DirichletTabularModel(n_states, n_actions, terminal_states, reward_on_entry,
                                   concentration=alpha, seed=seed)
     model.fit_transitions(transitions)
+    return model
+
+
+def model_based_estimate(
+    transitions: Transitions, policy: np.ndarray, reward_on_entry: np.ndarray,
+    terminal_states: list[int], seed: int = 0, posterior_draws: int = 10,
+    model: DirichletTabularModel | None = None,
+) -> OffPolicyEstimate:
+    """Exact value under the Dirichlet posterior mean fitted to the evaluation logs, with
+    the 5–95 % range over `posterior_draws` sampled tables."""
+    n_states, n_actions = policy.shape
+    model = model or _evaluation_model(transitions, n_states, n_actions, reward_on_entry,
+                                       terminal_states, seed)
+    rng = np.random.default_rng(seed)
     mdp = model.mdp()
-    start = np.bincount(transitions.first_states, minlength=n_states) / n_episodes
+    start = np.bincount(transitions.first_states, minlength=n_states) / len(
+        transitions.first_states)
     value = float(start @ state_values(mdp, policy))
     draws = [float(start @ state_values(TabularMDP(model.sample_transitions(rng),
                                                    mdp.reward_on_entry, mdp.terminal, start),
@@ -154,22 +168,63 @@ def model_based_estimate(
     return OffPolicyEstimate("model_based", value, float(low), float(high))
 
 
+def weighted_doubly_robust(
+    transitions: Transitions, policy: np.ndarray, behaviour: np.ndarray,
+    reward_on_entry: np.ndarray, model: DirichletTabularModel,
+) -> OffPolicyEstimate:
+    """Per-decision weighted doubly robust estimate (Thomas & Brunskill 2016, undiscounted):
+    Σ_t Σ_i [w_t^i r_t^i − w_t^i Q̂(s_t^i, a_t^i) + w_{t−1}^i V̂(s_t^i)], with w_t the
+    self-normalised cumulative importance ratios and Q̂, V̂ the evaluation model's values of
+    the target policy; episodes that ended are absorbing (no reward, no value)."""
+    mdp = model.mdp()
+    values = state_values(mdp, policy)
+    q = mdp.expected_reward() + mdp.transitions @ values
+    n_episodes = transitions.first_states.shape[0]
+    first_row = np.searchsorted(transitions.episode, np.arange(n_episodes))
+    step = np.arange(len(transitions)) - first_row[transitions.episode]
+    horizon = int(step.max()) + 1 if len(transitions) else 1
+    ratio = policy[transitions.state, transitions.action] / behaviour[
+        transitions.state, transitions.action]
+    log_ratio = np.zeros((n_episodes, horizon))
+    reward = np.zeros((n_episodes, horizon))
+    q_taken = np.zeros((n_episodes, horizon))
+    v_state = np.zeros((n_episodes, horizon))
+    with np.errstate(divide="ignore"):
+        log_ratio[transitions.episode, step] = np.log(ratio)
+    reward[transitions.episode, step] = reward_on_entry[transitions.next_state]
+    q_taken[transitions.episode, step] = q[transitions.state, transitions.action]
+    v_state[transitions.episode, step] = values[transitions.state]
+    cumulative = np.cumsum(log_ratio, axis=1)
+    weight = np.exp(cumulative - np.where(np.isfinite(cumulative), cumulative, -np.inf).max(
+        axis=0, initial=-np.inf))
+    weight = np.nan_to_num(weight)
+    totals = weight.sum(axis=0, keepdims=True)
+    weight = np.divide(weight, totals, out=np.zeros_like(weight), where=totals > 0)
+    previous = np.concatenate([np.full((n_episodes, 1), 1.0 / n_episodes), weight[:, :-1]],
+                              axis=1)
+    estimate = (weight * reward - weight * q_taken + previous * v_state).sum()
+    return OffPolicyEstimate("wdr", float(estimate))
+
+
 def evaluate_off_policy(
     transitions: Transitions, policy: np.ndarray, reward_on_entry: np.ndarray,
     terminal_states: list[int], seed: int = 0, posterior_draws: int = 10,
 ) -> dict[str, OffPolicyEstimate]:
-    """All three estimators of `policy`'s value from `transitions` (the evaluation logs)."""
+    """Every estimator of `policy`'s value from `transitions` (the evaluation logs)."""
     n_states, n_actions = policy.shape
     check_policy(policy, n_states, n_actions)
     check_indices(transitions, n_states, n_actions)
     terminal = np.zeros(n_states, dtype=bool)
     terminal[terminal_states] = True
     behaviour = behaviour_policy(transitions, n_states, n_actions)
+    model = _evaluation_model(transitions, n_states, n_actions, reward_on_entry,
+                              terminal_states, seed)
     return {
         "wis": weighted_importance_sampling(transitions, policy, behaviour, reward_on_entry),
         "fqe": fitted_q_evaluation(transitions, policy, reward_on_entry, terminal),
         "model_based": model_based_estimate(transitions, policy, reward_on_entry,
-                                            terminal_states, seed, posterior_draws),
+                                            terminal_states, seed, posterior_draws, model),
+        "wdr": weighted_doubly_robust(transitions, policy, behaviour, reward_on_entry, model),
     }
 
 

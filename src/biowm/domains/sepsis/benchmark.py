@@ -165,7 +165,7 @@ def summarise(cells: list[CellResult], references: dict[str, float]) -> dict[str
     summary: dict[str, Any] = {}
     for size in sorted({c.episodes for c in cells}):
         group = [c for c in cells if c.episodes == size]
-        estimators = ["wis", "fqe", "model_based"]
+        estimators = [e for e in group[0].ope["planned"] if e != "exact"]
         summary[str(size)] = {
             "planned_value": _stats([c.planned_value for c in group]),
             "beats_clinician": sum(c.planned_value >= references["clinician"] for c in group),
@@ -204,12 +204,14 @@ def markdown_tables(summary: dict[str, Any], references: dict[str, float]) -> st
     for size, row in summary.items():
         lines.append(f"| {int(size):,} | " + " | ".join(
             _pm(row["ablation"][n]) for n in names) + " |")
+    estimators = list(first["ope_abs_error"]["planned"])
     lines += ["", "### Off-policy evaluation: mean |estimate − exact| on held-out logs", "",
-              "| episodes | policy | WIS | FQE | model-based |", "|---|---|---|---|---|"]
+              "| episodes | policy | " + " | ".join(estimators) + " |",
+              "|---|---|" + "---|" * len(estimators)]
     for size, row in summary.items():
         for policy, errors in row["ope_abs_error"].items():
             lines.append(f"| {int(size):,} | {policy} | " + " | ".join(
-                f"{errors[e]['mean']:.4f}" for e in ("wis", "fqe", "model_based")) + " |")
+                f"{errors[e]['mean']:.4f}" for e in estimators) + " |")
     return "\n".join(lines) + "\n"
 
 
