@@ -52,3 +52,23 @@ def test_training_needs_controls():
     x, y, _ = data()
     with pytest.raises(InvalidInputError, match="control cells"):
         MeanShiftModel().fit(x[y != "non-targeting"], y[y != "non-targeting"])
+
+
+def test_linear_gene_embedding_model_predicts_unseen_measured_genes():
+    from biowm.models.perturbation import LinearGeneEmbeddingModel
+
+    rng = np.random.default_rng(1)
+    genes = [f"g{i}" for i in range(6)]
+    rows, labels = [], []
+    for name in ["non-targeting", "g0", "g1", "g2"]:
+        shift = np.zeros(6)
+        if name != "non-targeting":
+            shift[int(name[1])] = -1.0  # a knockout lowers its own gene
+        rows.append(2.0 + shift + 0.05 * rng.standard_normal((100, 6)))
+        labels += [name] * 100
+    model = LinearGeneEmbeddingModel(genes, components=6, ridge=1e-3).fit(
+        np.concatenate(rows), np.array(labels))
+    assert model.effect("g1")[1] < -0.5
+    assert model.effect("g4").shape == (6,)
+    with pytest.raises(InvalidInputError, match="not a measured gene"):
+        model.effect("STAT1")

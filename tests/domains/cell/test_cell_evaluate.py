@@ -29,3 +29,15 @@ def test_context_benchmark_on_two_simulated_replicates():
         assert 0.0 <= metrics["pds"] <= 1.0 and metrics["mae"] >= 0.0
     # On a simulated screen with strong knockouts, per-perturbation effects beat pooling.
     assert models["mean-shift"]["pds"] > models["cell-mean"]["pds"]
+
+
+def test_unseen_perturbations_leave_one_out_on_a_simulated_screen():
+    from biowm.domains.cell.evaluate import unseen_perturbation_benchmark
+
+    adata = simulate_screen(ScreenDesign(n_genes=40, n_perturbations=5, n_doubles=0,
+                                         cells_per_perturbation=40, control_cells=100))
+    results = unseen_perturbation_benchmark(adata, min_guide_fraction=None, min_cells=10)
+    assert len(results["targets"]) == 5
+    assert set(results["models"]) == {"training mean", "linear (PCA gene embedding)"}
+    for metrics in results["models"].values():
+        assert -1.0 <= metrics["pearson_delta"] <= 1.0

@@ -69,27 +69,44 @@ def benchmark(
     min_guide_fraction: Annotated[float, typer.Option(help="Keep cells with grna_frac above.")]
     = 0.8,
     min_cells: Annotated[int, typer.Option(help="Perturbations need this many cells.")] = 30,
+    protocol: Annotated[str, typer.Option(help="context (train one context, predict "
+                                          "another) or unseen (leave one perturbation "
+                                          "of a measured gene out).")] = "context",
 ) -> None:
-    """New-context benchmark with cell-eval: baselines and the replicate ceiling."""
+    """Score baselines with cell-eval on real cells: a new context, or unseen perturbations."""
     import json
 
     from biowm.core.io import atomic_write_text, check_writable_dir, json_ready
     from biowm.domains.cell.data import load_screen
-    from biowm.domains.cell.evaluate import ContextProtocol, context_benchmark
+    from biowm.domains.cell.evaluate import (
+        ContextProtocol,
+        context_benchmark,
+        unseen_perturbation_benchmark,
+    )
 
+    if protocol not in ("context", "unseen"):
+        raise InvalidInputError(f"--protocol must be context or unseen, got {protocol!r}")
     check_writable_dir(out)
-    protocol = ContextProtocol(context, train, test, min_guide_fraction, min_cells)
     started = time.perf_counter()
+    screen = load_screen(data)
     with console.status("scoring baselines with cell-eval"):
-        results = context_benchmark(load_screen(data), protocol)
+        if protocol == "context":
+            results = context_benchmark(screen, ContextProtocol(
+                context, train, test, min_guide_fraction, min_cells))
+            title = (f"New context: train {context}={train}, predict {test} "
+                     f"({len(results['perturbations'])} perturbations)")
+        else:
+            results = unseen_perturbation_benchmark(screen, min_guide_fraction, min_cells)
+            title = (f"Unseen perturbations, leave one out over {len(results['targets'])} "
+                     "targets that are measured genes")
     results["data"] = str(data)
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
-    lines = [f"### New context: train {context}={train}, predict {test} "
-             f"({len(results['perturbations'])} perturbations)", "",
+    lines = [f"### {title}", "",
              "| prediction | PDS | Pearson Δ | DES | MAE | overall |", "|---|---|---|---|---|---|"]
     for name, m in results["models"].items():
+        overall = f"{m['overall']:.3f}" if "overall" in m else "–"
         lines.append(f"| {name} | {m['pds']:.3f} | {m['pearson_delta']:.3f} | {m['des']:.3f} "
-                     f"| {m['mae']:.3f} | {m['overall']:.3f} |")
+                     f"| {m['mae']:.3f} | {overall} |")
     table = "\n".join(lines) + "\n"
     atomic_write_text(out / "results.json", json.dumps(json_ready(results), indent=2))
     atomic_write_text(out / "tables.md", table)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from biowm.core.errors import InvalidInputError
 from biowm.domains.cell.data import (
     CONTROL,
     PERTURBATION_COLUMN,
@@ -29,7 +30,11 @@ from biowm.domains.cell.data import (
     select_cells,
     split_by_context,
 )
-from biowm.models.perturbation import MeanShiftModel, PerturbationPrediction
+from biowm.models.perturbation import (
+    LinearGeneEmbeddingModel,
+    MeanShiftModel,
+    PerturbationPrediction,
+)
 
 HEADLINE = {"pds": "discrimination_score_l1", "pearson_delta": "pearson_delta",
             "des": "overlap_at_N", "mae": "mae"}
@@ -116,3 +121,39 @@ def context_benchmark(adata: Any, protocol: ContextProtocol) -> dict[str, Any]:
         metrics["overall"] = overall_score(metrics, baseline)
     return {"protocol": protocol.__dict__, "perturbations": perturbations,
             "test_cells": int(keep.sum()), "models": scores}
+
+
+def unseen_perturbation_benchmark(adata: Any, min_guide_fraction: float | None = 0.8,
+                                  min_cells: int = 30) -> dict[str, Any]:
+    """Leave one perturbation out, over targets that are measured genes: each is predicted
+    from all control cells by models trained without it, and all held-out predictions are
+    scored together against the real cells."""
+    selected = select_cells(adata, min_guide_fraction, min_cells)
+    expression = log_normalise(dense(selected.X))
+    labels = selected.obs[PERTURBATION_COLUMN].astype(str).to_numpy()
+    genes = [str(g) for g in selected.var_names]
+    targets = sorted({name for name in labels if name != CONTROL and name in genes})
+    if len(targets) < 2:
+        raise InvalidInputError("leave-one-out needs at least two perturbations of measured "
+                                f"genes with {min_cells} cells; found {targets}")
+    controls = expression[labels == CONTROL]
+    builders = {"training mean": lambda: MeanShiftModel(pooled=True),
+                "linear (PCA gene embedding)": lambda: LinearGeneEmbeddingModel(genes)}
+    predictions: dict[str, list[PerturbationPrediction]] = {name: [] for name in builders}
+    for target in targets:
+        train = labels != target
+        for name, build in builders.items():
+            model = build().fit(expression[train], labels[train])
+            predicted = model.predict(controls, [target])
+            keep = predicted.labels == target
+            predictions[name].append(PerturbationPrediction(predicted.expression[keep],
+                                                            predicted.labels[keep]))
+    real = np.isin(labels, [*targets, CONTROL])
+    control_labels = np.full(controls.shape[0], CONTROL, dtype=object)
+    scores = {}
+    for name, parts in predictions.items():
+        joined = PerturbationPrediction(
+            np.concatenate([controls, *[p.expression for p in parts]]),
+            np.concatenate([control_labels, *[p.labels for p in parts]]))
+        scores[name] = score_prediction(joined, expression[real], labels[real], genes)
+    return {"targets": targets, "models": scores}

@@ -241,7 +241,7 @@ def plot_value(summary: dict[str, Any], references: dict[str, float], path: Path
     axis.set_xlabel("logged clinician episodes")
     axis.set_ylabel("exact value (probability of survival)")
     axis.set_title("ICU-Sepsis: offline planning from clinician logs")
-    axis.legend(fontsize=7, loc="lower right")
+    axis.legend(fontsize=7, loc="upper left")
     figure.tight_layout()
     with atomic_path(path) as temporary:
         figure.savefig(temporary, format="png", dpi=120)
