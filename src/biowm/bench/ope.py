@@ -1,6 +1,6 @@
 """Off-policy evaluation on tabular MDPs: a policy's value from behaviour logs alone.
 
-Four estimators, each from logs *not* used to choose the policy:
+Five estimators, each from logs *not* used to choose the policy:
 - weighted importance sampling (WIS): episode returns reweighted by Π π(a|s) / π_b(a|s),
   with π_b the logged action frequencies per state, normalised by the weights' sum;
 - fitted-Q evaluation (FQE): iterate Q(s, a) ← mean over logged (s, a, s') of
@@ -9,7 +9,10 @@ Four estimators, each from logs *not* used to choose the policy:
 - model-based: the exact value of the policy under the hierarchical Dirichlet posterior
   mean learned from the evaluation logs, with a posterior interval from sampled tables;
 - weighted doubly robust (WDR): the model-based values corrected by self-normalised
-  per-decision importance weights (consistent when either part is right).
+  per-decision importance weights (consistent when either part is right);
+- model-based with a neural prior: as model-based, but the Dirichlet prior is a neural
+  next-state model of the evaluation logs over the state features, which keeps the
+  policy's action effects that the state-pooled prior shrinks away.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from biowm.models.tabular import DirichletTabularModel, Transitions, choose_conc
 from biowm.models.tabular_mdp import TabularMDP, check_policy, state_values
 
 FALLBACK_CONCENTRATION = 10.0  # prior strength when the logs are too small to split
+MIN_POLICY_WEIGHT = 20.0  # held-out transitions (in policy weight) to choose α by them
 
 
 @dataclass
@@ -127,22 +131,49 @@ def model_based_value(
     return float(start @ state_values(model.mdp(), policy))
 
 
+def _heldout_split(transitions: Transitions, seed: int) -> tuple[Transitions, Transitions]:
+    """80 / 20 episode split of the evaluation logs (for their model's own choices)."""
+    heldout = np.random.default_rng(seed).random(transitions.first_states.shape[0]) < 0.2
+    return transitions.select_episodes(~heldout), transitions.select_episodes(heldout)
+
+
+def neural_evaluation_prior(
+    transitions: Transitions, state_features: np.ndarray, n_actions: int,
+    terminal_states: list[int], reward_on_entry: np.ndarray, seed: int = 0,
+    max_epochs: int = 30,
+) -> np.ndarray:
+    """A neural next-state model of the evaluation logs (trained on 80 % of their
+    episodes, early-stopped on the rest): the prior mean of `model_based_neural`."""
+    from biowm.models.tabular_neural import NeuralTabularModel
+
+    fit_part, check_part = _heldout_split(transitions, seed)
+    network = NeuralTabularModel(state_features, n_actions, terminal_states, reward_on_entry,
+                                 seed=seed)
+    network.fit_transitions(fit_part, check_part, progress=False, max_epochs=max_epochs)
+    return network.transition_mean()
+
+
 def _evaluation_model(
     transitions: Transitions, n_states: int, n_actions: int, reward_on_entry: np.ndarray,
-    terminal_states: list[int], seed: int,
+    terminal_states: list[int], seed: int, policy: np.ndarray | None = None,
+    prior_mean: np.ndarray | None = None,
 ) -> DirichletTabularModel:
     """The pooled-prior Dirichlet model of the evaluation logs, its prior strength chosen
-    by held-out likelihood on a 20 % episode split of the same logs."""
-    rng = np.random.default_rng(seed)
-    heldout = rng.random(transitions.first_states.shape[0]) < 0.2
-    fit_part, check_part = transitions.select_episodes(~heldout), transitions.select_episodes(
-        heldout)
+    by held-out likelihood on a 20 % episode split of the same logs. Given the `policy`
+    to evaluate, held-out transitions count by how likely the policy is to take their
+    action: the model is chosen for the pairs the policy will use, not for the average
+    logged pair (which favours strong pooling and hides the policy's action effects)."""
+    fit_part, check_part = _heldout_split(transitions, seed)
     alpha = FALLBACK_CONCENTRATION
+    weights = None if policy is None else policy[check_part.state, check_part.action]
+    if weights is not None and weights.sum() < MIN_POLICY_WEIGHT:
+        weights = None
     if len(fit_part) and len(check_part):
-        alpha, _ = choose_concentration(fit_part, check_part, n_states, n_actions)
+        alpha, _ = choose_concentration(fit_part, check_part, n_states, n_actions,
+                                        prior_mean=prior_mean, weights=weights)
     model = DirichletTabularModel(n_states, n_actions, terminal_states, reward_on_entry,
                                   concentration=alpha, seed=seed)
-    model.fit_transitions(transitions)
+    model.fit_transitions(transitions, prior_mean=prior_mean)
     return model
 
 
@@ -155,7 +186,7 @@ def model_based_estimate(
     the 5–95 % range over `posterior_draws` sampled tables."""
     n_states, n_actions = policy.shape
     model = model or _evaluation_model(transitions, n_states, n_actions, reward_on_entry,
-                                       terminal_states, seed)
+                                       terminal_states, seed, policy)
     rng = np.random.default_rng(seed)
     mdp = model.mdp()
     start = np.bincount(transitions.first_states, minlength=n_states) / len(
@@ -209,8 +240,11 @@ def weighted_doubly_robust(
 def evaluate_off_policy(
     transitions: Transitions, policy: np.ndarray, reward_on_entry: np.ndarray,
     terminal_states: list[int], seed: int = 0, posterior_draws: int = 10,
+    neural_prior: np.ndarray | None = None,
 ) -> dict[str, OffPolicyEstimate]:
-    """Every estimator of `policy`'s value from `transitions` (the evaluation logs)."""
+    """Every estimator of `policy`'s value from `transitions` (the evaluation logs); with a
+    `neural_prior` (see `neural_evaluation_prior`) also the model-based estimate whose
+    Dirichlet prior is that neural model (`model_based_neural`)."""
     n_states, n_actions = policy.shape
     check_policy(policy, n_states, n_actions)
     check_indices(transitions, n_states, n_actions)
@@ -218,14 +252,22 @@ def evaluate_off_policy(
     terminal[terminal_states] = True
     behaviour = behaviour_policy(transitions, n_states, n_actions)
     model = _evaluation_model(transitions, n_states, n_actions, reward_on_entry,
-                              terminal_states, seed)
-    return {
+                              terminal_states, seed, policy)
+    estimates = {
         "wis": weighted_importance_sampling(transitions, policy, behaviour, reward_on_entry),
         "fqe": fitted_q_evaluation(transitions, policy, reward_on_entry, terminal),
         "model_based": model_based_estimate(transitions, policy, reward_on_entry,
                                             terminal_states, seed, posterior_draws, model),
         "wdr": weighted_doubly_robust(transitions, policy, behaviour, reward_on_entry, model),
     }
+    if neural_prior is not None:
+        neural_model = _evaluation_model(transitions, n_states, n_actions, reward_on_entry,
+                                         terminal_states, seed, policy, neural_prior)
+        estimate = model_based_estimate(transitions, policy, reward_on_entry, terminal_states,
+                                        seed, posterior_draws, neural_model)
+        estimates["model_based_neural"] = OffPolicyEstimate(
+            "model_based_neural", estimate.value, estimate.low, estimate.high)
+    return estimates
 
 
 def policy_value_on(mdp: TabularMDP, policy: np.ndarray, start: np.ndarray) -> float:

@@ -132,25 +132,30 @@ def posterior_mean(counts: np.ndarray, prior_mean: np.ndarray, concentration: fl
 
 
 def log_predictive(
-    counts: np.ndarray, prior_mean: np.ndarray, concentration: float, heldout: Transitions
+    counts: np.ndarray, prior_mean: np.ndarray, concentration: float, heldout: Transitions,
+    weights: np.ndarray | None = None,
 ) -> float:
-    """Mean log posterior-predictive probability of held-out transitions (nats)."""
+    """Mean (optionally `weights`-weighted) log posterior-predictive probability of
+    held-out transitions (nats)."""
     prior = broadcast_prior(prior_mean, counts.shape[1])
     s, a, s2 = heldout.state, heldout.action, heldout.next_state
     row_total = counts.sum(axis=2)[s, a]
     probability = (counts[s, a, s2] + concentration * prior[s, a, s2]) / (row_total
                                                                          + concentration)
-    return float(np.log(probability).mean())
+    return float(np.average(np.log(probability), weights=weights))
 
 
 def choose_concentration(
     train: Transitions, heldout: Transitions, n_states: int, n_actions: int,
     grid: Sequence[float] = CONCENTRATION_GRID, prior_mean: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[float, dict[float, float]]:
-    """Empirical Bayes: the α in `grid` whose posterior best predicts `heldout` transitions."""
+    """Empirical Bayes: the α in `grid` whose posterior best predicts `heldout` transitions
+    (each weighted by `weights`, e.g. how likely a policy is to take the logged action)."""
     counts = count_transitions(train, n_states, n_actions)
     prior = pooled_prior_mean(counts) if prior_mean is None else prior_mean
-    scores = {float(alpha): log_predictive(counts, prior, alpha, heldout) for alpha in grid}
+    scores = {float(alpha): log_predictive(counts, prior, alpha, heldout, weights)
+              for alpha in grid}
     return max(scores, key=lambda alpha: scores[alpha]), scores
 
 

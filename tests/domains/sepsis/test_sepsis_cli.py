@@ -121,14 +121,15 @@ def test_evaluate_writes_estimates_beside_the_exact_value(planned, logs, tmp_pat
     results = json.loads((out / "results.json").read_text())
     exact = policy_value(load_tables().mdp(), np.load(planned))
     assert results["exact_value"] == pytest.approx(exact, abs=1e-12)
-    assert set(results["estimates"]) == {"wis", "fqe", "model_based", "wdr"}
+    assert set(results["estimates"]) == {"wis", "fqe", "model_based", "wdr",
+                                         "model_based_neural"}
     for name, estimate in results["estimates"].items():
         assert estimate["estimator"] == name
         assert set(estimate) == {"estimator", "value", "low", "high", "effective_episodes"}
     model_based = results["estimates"]["model_based"]["value"]
     assert 0.0 < model_based < 1.0 and abs(model_based - exact) < 0.1
     printed = json.loads(captured.out.strip().splitlines()[-1])
-    assert set(printed) == {"wis", "fqe", "model_based", "wdr"}
+    assert set(printed) == {"wis", "fqe", "model_based", "wdr", "model_based_neural"}
 
 
 def test_evaluate_the_clinicians_on_their_own_logs(logs, tmp_path, capsys, few_draws):
@@ -294,15 +295,18 @@ def test_quick_benchmark_end_to_end(tmp_path, capsys):
         assert cell["planned_value"] == cell["ope"]["planned"]["exact"]["value"]
         assert set(cell["ope"]) == {"planned", "clinician", "random"}
         for policy in cell["ope"].values():
-            assert {"exact", "wis", "fqe", "model_based", "wdr"} == set(policy)
+            assert {"exact", "wis", "fqe", "model_based", "wdr",
+                    "model_based_neural"} == set(policy)
             for estimator in ("fqe", "model_based"):
                 assert np.isfinite(policy[estimator]["error"])
         assert all(0.0 <= v <= 1.0 for v in cell["ablation"].values())
         assert cell["off_support"] == len(cell["off_support_detail"])
     for size in results["sizes"].values():
-        assert set(size["ope_abs_error"]["clinician"]) == {"wis", "fqe", "model_based", "wdr"}
+        assert set(size["ope_abs_error"]["clinician"]) == {
+            "wis", "fqe", "model_based", "wdr", "model_based_neural"}
         assert size["planned_value"]["n"] == 1
     tables = (out / "tables.md").read_text()
     assert tables in captured.out
-    assert "| WIS | FQE | model-based |" in tables and "| 1,000 |" in tables
+    assert "| WIS | FQE | model-based | WDR | model-based (neural prior) |" in tables
+    assert "| 1,000 |" in tables
     assert SURVIVAL == 714  # the value is the probability of reaching this state

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from biowm.bench.ope import evaluate_off_policy
+from biowm.bench.ope import evaluate_off_policy, neural_evaluation_prior
 from biowm.core.executor import make_executor, ordered
 from biowm.core.io import atomic_path, atomic_write_text, check_writable_dir, json_ready
 from biowm.core.manifest import Manifest
@@ -36,6 +36,8 @@ from biowm.models.tabular_mdp import policy_value
 from biowm.plan.offline import OfflinePlannerConfig, plan_offline, plan_policy
 from biowm.plan.tabular import optimal_policy, pessimistic_plan
 
+ESTIMATOR_LABELS = {"wis": "WIS", "fqe": "FQE", "model_based": "model-based",
+                    "wdr": "WDR", "model_based_neural": "model-based (neural prior)"}
 EVALUATION_OFFSET = 10_000_000  # evaluation patients never overlap planning patients
 
 
@@ -77,6 +79,7 @@ class CellResult:
     ope: dict[str, dict[str, dict[str, float]]]
     seconds: float
     off_support_detail: list[dict[str, float]] = field(default_factory=list)
+    policy: np.ndarray | None = None  # saved as policies/*.npy, not in results.json
 
 
 def logged_transitions(episodes: int, seed: int, offset: int = 0) -> Transitions:
@@ -121,11 +124,14 @@ def run_cell(job: CellJob) -> CellResult:
     policies = {"planned": plan.policy, "clinician": tables.clinician_policy,
                 "random": uniform_policy()}
     ope: dict[str, dict[str, dict[str, float]]] = {}
+    neural_prior = neural_evaluation_prior(evaluation, tables.state_features, N_ACTIONS,
+                                           list(TERMINAL_STATES), reward_on_entry(), job.seed,
+                                           settings.neural_epochs)
     for name, policy in policies.items():
         exact = policy_value(true_mdp, policy)
         estimates = evaluate_off_policy(evaluation, policy, reward_on_entry(),
                                         list(TERMINAL_STATES), job.seed,
-                                        settings.posterior_draws)
+                                        settings.posterior_draws, neural_prior)
         ope[name] = {"exact": {"value": exact}}
         for estimator, estimate in estimates.items():
             ope[name][estimator] = {"value": estimate.value, "error": estimate.value - exact,
@@ -140,7 +146,7 @@ def run_cell(job: CellJob) -> CellResult:
                   "chosen, logged support only": policy_value(true_mdp,
                                                               plan.support_only_policy)},
         ope=ope, seconds=time.perf_counter() - started,
-        off_support_detail=[asdict(o) for o in plan.off_support],
+        off_support_detail=[asdict(o) for o in plan.off_support], policy=plan.policy,
     )
 
 
@@ -206,7 +212,8 @@ def markdown_tables(summary: dict[str, Any], references: dict[str, float]) -> st
             _pm(row["ablation"][n]) for n in names) + " |")
     estimators = list(first["ope_abs_error"]["planned"])
     lines += ["", "### Off-policy evaluation: mean |estimate − exact| on held-out logs", "",
-              "| episodes | policy | " + " | ".join(estimators) + " |",
+              "| episodes | policy | " + " | ".join(ESTIMATOR_LABELS.get(e, e)
+                                                  for e in estimators) + " |",
               "|---|---|" + "---|" * len(estimators)]
     for size, row in summary.items():
         for policy, errors in row["ope_abs_error"].items():
@@ -261,8 +268,20 @@ def run_benchmark(out: Path, settings: SepsisBenchmarkSettings, log: Any = print
         log(f"{cell.episodes} episodes, seed {cell.seed}: planned {cell.planned_value:.4f} "
             f"({cell.prior}, α={cell.concentration:g}, {cell.pessimism}; {cell.seconds:.0f} s)")
         cells.append(cell)
+        _save_policy(out, cell)
         _write(out, settings, cells, references, started, complete=len(cells) == len(jobs))
     return json.loads((out / "results.json").read_text())
+
+
+def _save_policy(out: Path, cell: CellResult) -> None:
+    """The planned policy of a cell, so estimators can be re-scored without re-planning."""
+    if cell.policy is None:
+        return
+    folder = out / "policies"
+    folder.mkdir(exist_ok=True)
+    with atomic_path(folder / f"planned_{cell.episodes}_seed{cell.seed}.npy") as temporary, \
+            open(temporary, "wb") as handle:
+        np.save(handle, cell.policy)
 
 
 def _write(out: Path, settings: SepsisBenchmarkSettings, cells: list[CellResult],
@@ -280,7 +299,7 @@ def _write(out: Path, settings: SepsisBenchmarkSettings, cells: list[CellResult]
             "clinician episodes (half the planning size) never used for planning; the true "
             "tables only score."),
         "sizes": summary,
-        "cells": [asdict(c) for c in cells],
+        "cells": [{k: v for k, v in asdict(c).items() if k != "policy"} for c in cells],
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     manifest = Manifest.create("benchmark", {"benchmark": "sepsis", **asdict(settings)},

@@ -186,15 +186,18 @@ def evaluate(
     exact: Annotated[bool, typer.Option(help="Also score on the true ICU-Sepsis tables.")]
     = True,
 ) -> None:
-    """Off-policy evaluation of a policy from logs (WIS, FQE, model-based), beside its exact
-    value on the true tables."""
-    from biowm.bench.ope import evaluate_off_policy
+    """Off-policy evaluation of a policy from logs (WIS, FQE, model-based with pooled and
+    neural priors, WDR), beside its exact value on the true tables."""
+    from biowm.bench.ope import evaluate_off_policy, neural_evaluation_prior
     from biowm.models.tabular_mdp import policy_value
 
     target = read_policy(policy)
     check_writable_dir(out)
-    estimates = evaluate_off_policy(_read_logs(data), target, reward_on_entry(),
-                                    list(TERMINAL_STATES), seed)
+    logs = _read_logs(data)
+    neural_prior = neural_evaluation_prior(logs, load_tables().state_features, N_ACTIONS,
+                                           list(TERMINAL_STATES), reward_on_entry(), seed)
+    estimates = evaluate_off_policy(logs, target, reward_on_entry(), list(TERMINAL_STATES),
+                                    seed, neural_prior=neural_prior)
     truth = policy_value(load_tables().mdp(), target) if exact else None
     results = {"policy": str(policy), "data": str(data), "exact_value": truth,
                "estimates": {k: asdict(v) for k, v in estimates.items()}}
