@@ -34,7 +34,7 @@ from biowm.domains.sepsis.simulator import simulate_episodes
 from biowm.models.tabular import DirichletTabularModel, Transitions, transitions_from_trajectories
 from biowm.models.tabular_mdp import policy_value
 from biowm.plan.offline import OfflinePlannerConfig, plan_offline, plan_policy
-from biowm.plan.tabular import optimal_policy, pessimistic_plan
+from biowm.plan.tabular import Pessimism, optimal_policy, pessimistic_plan
 
 ESTIMATOR_LABELS = {"wis": "WIS", "fqe": "FQE", "model_based": "model-based",
                     "wdr": "WDR", "model_based_neural": "model-based (neural prior)"}
@@ -101,8 +101,6 @@ def _ablation(model: DirichletTabularModel, candidates: Any, true_mdp: Any,
     mle = DirichletTabularModel(N_STATES, N_ACTIONS, TERMINAL_STATES, reward_on_entry(),
                                 concentration=1e-9)
     mle.fit_transitions(planning)
-    from biowm.plan.tabular import Pessimism
-
     plan = pessimistic_plan(mle.mdp(), counts, mle.posterior_concentration(), Pessimism("none"),
                             allowed)
     values["certainty-equivalent (MLE)"] = policy_value(true_mdp, plan.policy)
