@@ -41,3 +41,29 @@ def test_unseen_perturbations_leave_one_out_on_a_simulated_screen():
     assert set(results["models"]) == {"training mean", "linear (PCA gene embedding)"}
     for metrics in results["models"].values():
         assert -1.0 <= metrics["pearson_delta"] <= 1.0
+
+
+def test_interaction_detection_precision_and_recall():
+    from biowm.domains.cell.evaluate import interaction_detection
+
+    truth = {"a+b": 1.0, "c+d": 0.1, "e+f": 0.9}
+    found = interaction_detection({"a+b": 0.8, "c+d": 0.7}, truth, threshold=0.5)
+    assert found == {"precision": 0.5, "recall": 0.5, "interacting": 2, "called": 2}
+    silent = interaction_detection({}, truth, threshold=0.5)
+    assert np.isnan(silent["precision"]) and silent["recall"] == 0.0
+
+
+def test_doubles_benchmark_scores_additive_and_training_mean():
+    from biowm.core.errors import InvalidInputError
+    from biowm.domains.cell.evaluate import doubles_benchmark
+
+    adata = simulate_screen(ScreenDesign(n_genes=60, n_perturbations=12, n_doubles=16,
+                                         cells_per_perturbation=30, control_cells=100))
+    results = doubles_benchmark(adata, fraction=0.5, seed=0)
+    assert len(results["held_out_doubles"]) == 8
+    models = results["models"]
+    assert models["additive"]["l2_top_genes"] < models["training mean"]["l2_top_genes"]
+    assert models["additive"]["interactions"]["called"] == 0
+    del adata.uns["biowm_truth"]
+    with pytest.raises(InvalidInputError, match="biowm_truth"):
+        doubles_benchmark(adata)

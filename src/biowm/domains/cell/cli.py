@@ -70,8 +70,10 @@ def benchmark(
     = 0.8,
     min_cells: Annotated[int, typer.Option(help="Perturbations need this many cells.")] = 30,
     protocol: Annotated[str, typer.Option(help="context (train one context, predict "
-                                          "another) or unseen (leave one perturbation "
-                                          "of a measured gene out).")] = "context",
+                                          "another), unseen (leave one perturbation "
+                                          "of a measured gene out) or doubles (held-out "
+                                          "combinations of a simulated screen).")]
+    = "context",
 ) -> None:
     """Score baselines with cell-eval on real cells: a new context, or unseen perturbations."""
     import json
@@ -81,11 +83,13 @@ def benchmark(
     from biowm.domains.cell.evaluate import (
         ContextProtocol,
         context_benchmark,
+        doubles_benchmark,
         unseen_perturbation_benchmark,
     )
 
-    if protocol not in ("context", "unseen"):
-        raise InvalidInputError(f"--protocol must be context or unseen, got {protocol!r}")
+    if protocol not in ("context", "unseen", "doubles"):
+        raise InvalidInputError(f"--protocol must be context, unseen or doubles, got "
+                                f"{protocol!r}")
     check_writable_dir(out)
     started = time.perf_counter()
     screen = load_screen(data)
@@ -95,11 +99,16 @@ def benchmark(
                 context, train, test, min_guide_fraction, min_cells))
             title = (f"New context: train {context}={train}, predict {test} "
                      f"({len(results['perturbations'])} perturbations)")
-        else:
+        elif protocol == "unseen":
             results = unseen_perturbation_benchmark(screen, min_guide_fraction, min_cells)
             title = (f"Unseen perturbations, leave one out over {len(results['targets'])} "
                      "targets that are measured genes")
+        else:
+            results = doubles_benchmark(screen)
     results["data"] = str(data)
+    if protocol == "doubles":
+        _report_doubles(results, out)
+        return
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     lines = [f"### {title}", "",
              "| prediction | PDS | Pearson Δ | DES | MAE | overall |", "|---|---|---|---|---|---|"]
@@ -107,6 +116,24 @@ def benchmark(
         overall = f"{m['overall']:.3f}" if "overall" in m else "–"
         lines.append(f"| {name} | {m['pds']:.3f} | {m['pearson_delta']:.3f} | {m['des']:.3f} "
                      f"| {m['mae']:.3f} | {overall} |")
+    table = "\n".join(lines) + "\n"
+    atomic_write_text(out / "results.json", json.dumps(json_ready(results), indent=2))
+    atomic_write_text(out / "tables.md", table)
+    print(table)
+    console.print(f"results written to {out / 'results.json'}")
+
+
+def _report_doubles(results: dict, out: Path) -> None:
+    import json
+
+    from biowm.core.io import atomic_write_text, json_ready
+
+    lines = [f"### Held-out doubles ({len(results['held_out_doubles'])}), simulated screen", "",
+             "| prediction | L2 (top genes) | GI precision | GI recall |", "|---|---|---|---|"]
+    for name, m in results["models"].items():
+        gi = m["interactions"]
+        lines.append(f"| {name} | {m['l2_top_genes']:.3f} | {gi['precision']:.3f} | "
+                     f"{gi['recall']:.3f} |")
     table = "\n".join(lines) + "\n"
     atomic_write_text(out / "results.json", json.dumps(json_ready(results), indent=2))
     atomic_write_text(out / "tables.md", table)

@@ -157,3 +157,54 @@ def unseen_perturbation_benchmark(adata: Any, min_guide_fraction: float | None =
             np.concatenate([control_labels, *[p.labels for p in parts]]))
         scores[name] = score_prediction(joined, expression[real], labels[real], genes)
     return {"targets": targets, "models": scores}
+
+
+TOP_EXPRESSED = 1_000
+
+
+def interaction_detection(predicted: dict[str, float], truth: dict[str, float],
+                          threshold: float) -> dict[str, float]:
+    """Precision and recall of calling a double interacting (score > `threshold`)."""
+    names = sorted(truth)
+    called = np.array([predicted.get(n, 0.0) > threshold for n in names])
+    actual = np.array([truth[n] > threshold for n in names])
+    hits = int((called & actual).sum())
+    return {"precision": hits / int(called.sum()) if called.any() else float("nan"),
+            "recall": hits / int(actual.sum()) if actual.any() else float("nan"),
+            "interacting": int(actual.sum()), "called": int(called.sum())}
+
+
+def doubles_benchmark(adata: Any, fraction: float = 0.5, seed: int = 0) -> dict[str, Any]:
+    """Held-out double perturbations of a simulated screen (ground truth in
+    `uns["biowm_truth"]`): L2 between predicted and real mean log-expression over the
+    top expressed genes, and genetic-interaction detection against the true scores."""
+    from biowm.domains.cell.data import split_held_out_combinations
+
+    if "biowm_truth" not in adata.uns:
+        raise InvalidInputError("the doubles protocol needs a simulated screen with "
+                                "uns['biowm_truth'] (from `biowm simulate cell`)")
+    truth = adata.uns["biowm_truth"]
+    true_scores = dict(zip([str(n) for n in truth["doubles"]],
+                           np.asarray(truth["interaction_score"], dtype=float), strict=True))
+    threshold = float(truth["interaction_threshold"])
+    split = split_held_out_combinations(adata, fraction, seed)
+    expression = log_normalise(dense(adata.X))
+    labels = adata.obs[PERTURBATION_COLUMN].astype(str).to_numpy()
+    held_out = sorted(set(labels[split.test]) - {CONTROL})
+    top = np.argsort(-expression.mean(axis=0))[:TOP_EXPRESSED]
+    controls = expression[labels == CONTROL]
+    real_means = {n: expression[labels == n].mean(axis=0) for n in held_out}
+    additive = MeanShiftModel().fit(expression[split.train], labels[split.train])
+    models = {"additive": additive, "training mean": MeanShiftModel(pooled=True).fit(
+        expression[split.train], labels[split.train])}
+    results: dict[str, Any] = {}
+    for name, model in models.items():
+        l2, scores = [], {}
+        for double in held_out:
+            predicted = np.maximum(controls + model.effect(double), 0.0).mean(axis=0)
+            l2.append(float(np.linalg.norm((predicted - real_means[double])[top])))
+            scores[double] = float(np.abs(model.effect(double) - additive.effect(double)).max())
+        results[name] = {"l2_top_genes": float(np.mean(l2)),
+                         "interactions": interaction_detection(
+                             scores, {d: true_scores[d] for d in held_out}, threshold)}
+    return {"held_out_doubles": held_out, "models": results}
