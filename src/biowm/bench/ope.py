@@ -268,8 +268,3 @@ def evaluate_off_policy(
         estimates["model_based_neural"] = OffPolicyEstimate(
             "model_based_neural", estimate.value, estimate.low, estimate.high)
     return estimates
-
-
-def policy_value_on(mdp: TabularMDP, policy: np.ndarray, start: np.ndarray) -> float:
-    """Exact value of `policy` in `mdp` from start distribution `start`."""
-    return float(start @ state_values(mdp, policy))

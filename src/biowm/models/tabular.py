@@ -27,7 +27,7 @@ import torch
 from biowm.core.errors import InvalidInputError
 from biowm.core.manifest import Manifest
 from biowm.core.model_io import load_model_dir, save_model_dir
-from biowm.core.space import Space
+from biowm.core.space import Channel, Space
 from biowm.core.trajectories import Trajectories
 from biowm.core.world_model import Belief, FitReport, Forecast
 from biowm.models.registry import register_model
@@ -160,8 +160,6 @@ def choose_concentration(
 
 
 def _tabular_spaces(n_states: int, n_actions: int) -> tuple[Space, Space]:
-    from biowm.core.space import Channel
-
     return (Space.of(Channel("state", "index", 0, n_states - 1)),
             Space.of(Channel("action", "index", 0, n_actions - 1)))
 

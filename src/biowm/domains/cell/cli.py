@@ -93,7 +93,7 @@ def benchmark(
     check_writable_dir(out)
     started = time.perf_counter()
     screen = load_screen(data)
-    with console.status("scoring baselines with cell-eval"):
+    with console.status("scoring baselines"):
         if protocol == "context":
             results = context_benchmark(screen, ContextProtocol(
                 context, train, test, min_guide_fraction, min_cells))
@@ -105,37 +105,29 @@ def benchmark(
                      "targets that are measured genes")
         else:
             results = doubles_benchmark(screen)
+            title = (f"Held-out doubles ({len(results['held_out_doubles'])}), "
+                     "simulated screen")
     results["data"] = str(data)
-    if protocol == "doubles":
-        _report_doubles(results, out)
-        return
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
-    lines = [f"### {title}", "",
-             "| prediction | PDS | Pearson Δ | DES | MAE | overall |", "|---|---|---|---|---|---|"]
-    for name, m in results["models"].items():
+    table = "\n".join([f"### {title}", "", *_table_rows(results["models"], protocol)]) + "\n"
+    atomic_write_text(out / "results.json", json.dumps(json_ready(results), indent=2))
+    atomic_write_text(out / "tables.md", table)
+    print(table)
+    console.print(f"results written to {out / 'results.json'}")
+
+
+def _table_rows(models: dict, protocol: str) -> list[str]:
+    """Markdown rows: cell-eval metrics, or L2 and interaction detection for doubles."""
+    if protocol == "doubles":
+        rows = ["| prediction | L2 (top genes) | GI precision | GI recall |", "|---|---|---|---|"]
+        for name, m in models.items():
+            gi = m["interactions"]
+            rows.append(f"| {name} | {m['l2_top_genes']:.3f} | {gi['precision']:.3f} | "
+                        f"{gi['recall']:.3f} |")
+        return rows
+    rows = ["| prediction | PDS | Pearson Δ | DES | MAE | overall |", "|---|---|---|---|---|---|"]
+    for name, m in models.items():
         overall = f"{m['overall']:.3f}" if "overall" in m else "–"
-        lines.append(f"| {name} | {m['pds']:.3f} | {m['pearson_delta']:.3f} | {m['des']:.3f} "
-                     f"| {m['mae']:.3f} | {overall} |")
-    table = "\n".join(lines) + "\n"
-    atomic_write_text(out / "results.json", json.dumps(json_ready(results), indent=2))
-    atomic_write_text(out / "tables.md", table)
-    print(table)
-    console.print(f"results written to {out / 'results.json'}")
-
-
-def _report_doubles(results: dict, out: Path) -> None:
-    import json
-
-    from biowm.core.io import atomic_write_text, json_ready
-
-    lines = [f"### Held-out doubles ({len(results['held_out_doubles'])}), simulated screen", "",
-             "| prediction | L2 (top genes) | GI precision | GI recall |", "|---|---|---|---|"]
-    for name, m in results["models"].items():
-        gi = m["interactions"]
-        lines.append(f"| {name} | {m['l2_top_genes']:.3f} | {gi['precision']:.3f} | "
-                     f"{gi['recall']:.3f} |")
-    table = "\n".join(lines) + "\n"
-    atomic_write_text(out / "results.json", json.dumps(json_ready(results), indent=2))
-    atomic_write_text(out / "tables.md", table)
-    print(table)
-    console.print(f"results written to {out / 'results.json'}")
+        rows.append(f"| {name} | {m['pds']:.3f} | {m['pearson_delta']:.3f} | {m['des']:.3f} "
+                    f"| {m['mae']:.3f} | {overall} |")
+    return rows
