@@ -27,16 +27,39 @@ class PerturbationPrediction:
 
 
 def shift_controls(controls: np.ndarray, perturbations: list[str],
-                   effect: Callable[[str], np.ndarray], control: str) -> PerturbationPrediction:
-    """Every new control cell moved by each perturbation's effect (clipped at 0, since
-    log1p expression is non-negative); the controls themselves are included."""
+                   effect: Callable[[str], np.ndarray], control: str,
+                   count_aware: bool = False) -> PerturbationPrediction:
+    """Every new control cell moved by each perturbation's effect — shifted and clipped at
+    0 (log1p expression is non-negative), or with `count_aware` by `thin_to_mean`; the
+    controls themselves are included."""
     rows = [controls]
     labels = [np.full(controls.shape[0], control, dtype=object)]
     for name in perturbations:
-        rows.append(np.maximum(controls + effect(name), 0.0))
+        rows.append(thin_to_mean(controls, effect(name)) if count_aware
+                    else np.maximum(controls + effect(name), 0.0))
         labels.append(np.full(controls.shape[0], name, dtype=object))
     return PerturbationPrediction(np.concatenate(rows).astype(np.float32),
                                   np.concatenate(labels))
+
+
+def thin_to_mean(controls: np.ndarray, effect: np.ndarray, iterations: int = 40) -> np.ndarray:
+    """Count-aware decoding: control cells `[N, G]` (log1p of normalised counts) moved so
+    each gene's mean log-expression changes by `effect [G]`. Decreases scale every cell's
+    normalised counts by one factor per gene (binomial thinning in expectation: zeros stay
+    zero, a knockout empties the gene), the factor found by bisection so the mean is hit
+    exactly; increases shift log-expression (zeros can rise). Decreases larger than the
+    gene's whole mean empty it."""
+    counts = np.expm1(controls.astype(np.float64))
+    target = controls.mean(axis=0) + effect
+    low, high = np.zeros(effect.shape), np.ones(effect.shape)
+    for _ in range(iterations):
+        middle = (low + high) / 2
+        too_high = np.log1p(counts * middle).mean(axis=0) > target
+        high = np.where(too_high, middle, high)
+        low = np.where(too_high, low, middle)
+    scaled = np.log1p(counts * ((low + high) / 2))
+    shifted = controls + np.maximum(effect, 0.0)
+    return np.where(effect < 0, scaled, shifted).astype(np.float32)
 
 
 def _group_means(expression: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:

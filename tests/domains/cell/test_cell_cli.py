@@ -77,3 +77,57 @@ def test_benchmark_cell_refuses_an_unknown_context(capsys, tmp_path):
                                             cells_per_perturbation=5, control_cells=10)), data)
     assert run(["benchmark", "cell", "--data", str(data), "--out", str(tmp_path / "b")]) == 2
     assert "no obs column 'bio_rep'" in one_error_line(capsys.readouterr().err)
+
+
+def _small_screen(path, genes=30):
+    from biowm.domains.cell.screen import ScreenDesign, simulate_screen, write_h5ad
+
+    write_h5ad(simulate_screen(ScreenDesign(n_genes=genes, n_perturbations=6, n_doubles=6,
+                                            cells_per_perturbation=20, control_cells=60,
+                                            seed=3)), path)
+    return path
+
+
+def test_train_and_predict_cell_end_to_end(capsys, tmp_path):
+    data = _small_screen(tmp_path / "screen.h5ad")
+    model = tmp_path / "model"
+    assert run(["train", "cell", "--data", str(data), "--out", str(model), "--members", "2"]) == 0
+    for name in ("config.json", "weights.safetensors", "manifest.json", "card.md"):
+        assert (model / name).is_file()
+    out = tmp_path / "pred.h5ad"
+    screen = anndata.read_h5ad(data)
+    single = next(n for n in screen.obs["target_gene"].unique() if "+" not in n
+                  and n != "non-targeting")
+    double = next(n for n in screen.obs["target_gene"].unique() if "+" in n)
+    code = run(["predict", "cell", "--model", str(model), "--controls", str(data),
+                "--perturbations", f"{single},{double}", "--cells-per-perturbation", "15",
+                "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    pred = anndata.read_h5ad(out)
+    counts = pred.obs["target_gene"].value_counts()
+    assert counts[single] == 15 and counts[double] == 15 and counts["non-targeting"] == 60
+    assert list(pred.var_names) == list(screen.var_names)
+    assert float(np.asarray(pred.X).min()) >= 0.0 and float(np.asarray(pred.X).max()) < 15
+    Manifest.read(manifest_path_for(out)).verify(out)
+    assert run(["predict", "cell", "--model", str(model), "--controls", str(data),
+                "--out", str(tmp_path / "all.h5ad")]) == 0
+    assert anndata.read_h5ad(tmp_path / "all.h5ad").obs["target_gene"].nunique() == 13
+
+
+def test_predict_cell_refuses_controls_missing_model_genes(capsys, tmp_path):
+    data = _small_screen(tmp_path / "screen.h5ad")
+    model = tmp_path / "model"
+    assert run(["train", "cell", "--data", str(data), "--out", str(model), "--members", "1"]) == 0
+    capsys.readouterr()
+    screen = anndata.read_h5ad(data)
+    screen[:, 5:].copy().write_h5ad(tmp_path / "fewer.h5ad")
+    out = tmp_path / "pred.h5ad"
+    code = run(["predict", "cell", "--model", str(model), "--controls",
+                str(tmp_path / "fewer.h5ad"), "--out", str(out)])
+    assert code == 2
+    assert "of the model's 30 genes are missing" in one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+    code = run(["predict", "cell", "--model", str(model), "--controls", str(data),
+                "--perturbations", "NOPE", "--out", str(out)])
+    assert code == 2 and "neither perturbed in training" in one_error_line(capsys.readouterr().err)
+    assert not out.exists()

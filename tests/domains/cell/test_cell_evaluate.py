@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from biowm.domains.cell.evaluate import ContextProtocol, context_benchmark, overall_score
+from biowm.domains.cell.evaluate import (
+    BIOWM,
+    ContextProtocol,
+    context_benchmark,
+    overall_score,
+)
 from biowm.domains.cell.screen import ScreenDesign, simulate_screen
+from biowm.models.perturbation_world import PerturbationWorldConfig
 
 
 def test_overall_score_scales_against_the_cell_mean_baseline():
@@ -23,12 +29,14 @@ def test_context_benchmark_on_two_simulated_replicates():
     adata.obs["bio_rep"] = np.where(rng.random(adata.n_obs) < 0.5, "rep_1", "rep_2")
     results = context_benchmark(adata, ContextProtocol(min_guide_fraction=None, min_cells=10))
     models = results["models"]
-    assert set(models) == {"cell-mean", "mean-shift", "mean-shift |z|>2", "real rep_1 cells"}
+    assert set(models) == {"cell-mean", "mean-shift", "mean-shift |z|>2", "real rep_1 cells",
+                           BIOWM}
     assert models["cell-mean"]["overall"] == 0.0
     for metrics in models.values():
         assert 0.0 <= metrics["pds"] <= 1.0 and metrics["mae"] >= 0.0
     # On a simulated screen with strong knockouts, per-perturbation effects beat pooling.
     assert models["mean-shift"]["pds"] > models["cell-mean"]["pds"]
+    assert models[BIOWM]["pds"] > models["cell-mean"]["pds"]
 
 
 def test_unseen_perturbations_leave_one_out_on_a_simulated_screen():
@@ -38,7 +46,7 @@ def test_unseen_perturbations_leave_one_out_on_a_simulated_screen():
                                          cells_per_perturbation=40, control_cells=100))
     results = unseen_perturbation_benchmark(adata, min_guide_fraction=None, min_cells=10)
     assert len(results["targets"]) == 5
-    assert set(results["models"]) == {"training mean", "linear (PCA gene embedding)"}
+    assert set(results["models"]) == {"training mean", "linear (PCA gene embedding)", BIOWM}
     for metrics in results["models"].values():
         assert -1.0 <= metrics["pearson_delta"] <= 1.0
 
@@ -59,11 +67,13 @@ def test_doubles_benchmark_scores_additive_and_training_mean():
 
     adata = simulate_screen(ScreenDesign(n_genes=60, n_perturbations=12, n_doubles=16,
                                          cells_per_perturbation=30, control_cells=100))
-    results = doubles_benchmark(adata, fraction=0.5, seed=0)
+    results = doubles_benchmark(adata, fraction=0.5, seed=0,
+                                config=PerturbationWorldConfig(members=2, interaction_steps=200))
     assert len(results["held_out_doubles"]) == 8
     models = results["models"]
     assert models["additive"]["l2_top_genes"] < models["training mean"]["l2_top_genes"]
     assert models["additive"]["interactions"]["called"] == 0
+    assert np.isfinite(models[BIOWM]["l2_top_genes"])
     del adata.uns["biowm_truth"]
     with pytest.raises(InvalidInputError, match="biowm_truth"):
         doubles_benchmark(adata)

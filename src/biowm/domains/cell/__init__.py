@@ -14,9 +14,11 @@ def make_simulator(n_genes: int = 500, seed: int = 0) -> GeneNetworkSimulator:
 DOMAIN = register(
     Domain(
         name="cell",
-        summary="Gene-regulatory-network perturbation screens (data engine)",
+        summary="Virtual cells: perturbation screens, a perturbation world model, "
+                "experiment design",
         make_simulator=make_simulator,
-        commands={"simulate": cli.simulate, "benchmark": cli.benchmark},
+        commands={"simulate": cli.simulate, "train": cli.train, "predict": cli.predict,
+                  "benchmark": cli.benchmark},
     )
 )
 

@@ -59,6 +59,83 @@ def simulate(
     console.print(table)
 
 
+def train(
+    data: Annotated[Path, typer.Option(help="Training screen (.h5ad, raw counts, obs "
+                                       "target_gene with non-targeting controls).")],
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    members: Annotated[int, typer.Option(help="Ensemble members (1 = no uncertainty).")] = 5,
+    gate_z: Annotated[float, typer.Option(help="A gene moves only if its effect is at "
+                                          "least this many ensemble sd from zero.")] = 1.0,
+    min_guide_fraction: Annotated[float | None, typer.Option(
+        help="Keep cells with obs grna_frac above this (when the column exists).")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the bootstrap and the networks.")] = 0,
+) -> None:
+    """Train biowm's perturbation world model on a screen (model directory with config,
+    safetensors weights, manifest and model card)."""
+    from biowm.core.io import check_writable_dir
+    from biowm.domains.cell.data import load_screen
+    from biowm.domains.cell.predict import train_model
+    from biowm.models.perturbation_world import PerturbationWorldConfig
+
+    if members < 1:
+        raise InvalidInputError(f"--members must be >= 1, got {members}")
+    check_writable_dir(out)
+    screen = load_screen(data)
+    started = time.perf_counter()
+    config = PerturbationWorldConfig(members=members, gate_z=gate_z, seed=seed)
+    with console.status(f"fitting {members} ensemble members on {screen.n_obs:,} cells"):
+        model = train_model(screen, config, min_guide_fraction)
+    manifest = Manifest.create("model", {"domain": "cell", "model": "perturbation_world",
+                                         "data": str(data), "members": members,
+                                         "gate_z": gate_z}, seed=seed)
+    manifest.add_file(data)
+    model.save(out, manifest)
+    doubles = len(model.seen_doubles)
+    console.print(f"trained on {screen.n_obs:,} cells, {len(model.trained_labels) - 1} "
+                  f"perturbations ({doubles} combinations), {len(model.genes)} genes in "
+                  f"{time.perf_counter() - started:.1f} s → {out}")
+
+
+def predict(
+    model: Annotated[Path, typer.Option(help="Model directory from `biowm train cell`.")],
+    controls: Annotated[Path, typer.Option(help="Raw-count cells (.h5ad) of any context "
+                                           "with obs target_gene; its non-targeting "
+                                           "cells are the controls.")],
+    out: Annotated[Path, typer.Option(help="pred.h5ad to write (log-normalised X).")],
+    perturbations: Annotated[str, typer.Option(help="all, or a comma list such as "
+                                               "A,B,A+B.")] = "all",
+    cells_per_perturbation: Annotated[int, typer.Option(help="Predicted cells per "
+                                                        "perturbation.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seeds which control cells are moved.")] = 0,
+) -> None:
+    """Predict perturbed cells from control cells; the controls are written too."""
+    from biowm.domains.cell.data import load_screen
+    from biowm.domains.cell.predict import (
+        control_expression,
+        predict_cells,
+        requested_perturbations,
+    )
+    from biowm.domains.cell.screen import write_h5ad
+    from biowm.models.perturbation_world import PerturbationWorldModel
+
+    if out.suffix != ".h5ad":
+        raise InvalidInputError(f"--out must end in .h5ad, got {out}")
+    check_writable(out)
+    world_model = PerturbationWorldModel.load(model)
+    names = requested_perturbations(world_model, perturbations)
+    expression = control_expression(load_screen(controls),
+                                     world_model.genes, str(controls))
+    prediction = predict_cells(world_model, expression, names, cells_per_perturbation, seed)
+    write_h5ad(prediction, out)
+    manifest = Manifest.create("prediction", {"domain": "cell", "model": str(model),
+                                              "controls": str(controls),
+                                              "perturbations": names}, seed=seed)
+    manifest.add_file(out)
+    manifest.write(manifest_path_for(out))
+    console.print(f"{len(names)} perturbations × {cells_per_perturbation} cells + "
+                  f"{expression.shape[0]:,} controls → {out}")
+
+
 def benchmark(
     data: Annotated[Path, typer.Option(help="A real screen (.h5ad, raw counts) with a "
                                        "context column, e.g. the Papalexi 2021 file.")],

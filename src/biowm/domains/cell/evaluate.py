@@ -34,7 +34,11 @@ from biowm.models.perturbation import (
     LinearGeneEmbeddingModel,
     MeanShiftModel,
     PerturbationPrediction,
+    thin_to_mean,
 )
+from biowm.models.perturbation_world import PerturbationWorldConfig, PerturbationWorldModel
+
+BIOWM = "biowm perturbation world model"
 
 HEADLINE = {"pds": "discrimination_score_l1", "pearson_delta": "pearson_delta",
             "des": "overlap_at_N", "mae": "mae"}
@@ -86,9 +90,10 @@ class ContextProtocol:
     min_cells: int = 30
 
 
-def context_benchmark(adata: Any, protocol: ContextProtocol) -> dict[str, Any]:
-    """Every baseline, and real training-context cells as the prediction (the replicate
-    ceiling), scored on the test context's real cells."""
+def context_benchmark(adata: Any, protocol: ContextProtocol,
+                      config: PerturbationWorldConfig | None = None) -> dict[str, Any]:
+    """biowm's model beside every baseline, and real training-context cells as the
+    prediction (the replicate ceiling), scored on the test context's real cells."""
     selected = select_cells(adata, protocol.min_guide_fraction)
     split = split_by_context(selected, protocol.column, protocol.train, protocol.test)
     expression = log_normalise(dense(selected.X))
@@ -111,6 +116,9 @@ def context_benchmark(adata: Any, protocol: ContextProtocol) -> dict[str, Any]:
     }
     predictions = {name: model.fit(train_x, train_y).predict(controls, perturbations)
                    for name, model in models.items()}
+    world = PerturbationWorldModel(genes, config or PerturbationWorldConfig())
+    world.fit_cells(train_x, train_y)
+    predictions[BIOWM] = world.predict(controls, perturbations)
     in_train = np.isin(train_y, perturbations)
     predictions[f"real {protocol.train} cells"] = PerturbationPrediction(
         np.concatenate([controls, train_x[in_train]]),
@@ -124,7 +132,9 @@ def context_benchmark(adata: Any, protocol: ContextProtocol) -> dict[str, Any]:
 
 
 def unseen_perturbation_benchmark(adata: Any, min_guide_fraction: float | None = 0.8,
-                                  min_cells: int = 30) -> dict[str, Any]:
+                                  min_cells: int = 30,
+                                  config: PerturbationWorldConfig | None = None,
+                                  ) -> dict[str, Any]:
     """Leave one perturbation out, over targets that are measured genes: each is predicted
     from all control cells by models trained without it, and all held-out predictions are
     scored together against the real cells."""
@@ -138,7 +148,8 @@ def unseen_perturbation_benchmark(adata: Any, min_guide_fraction: float | None =
                                 f"genes with {min_cells} cells; found {targets}")
     controls = expression[labels == CONTROL]
     builders = {"training mean": lambda: MeanShiftModel(pooled=True),
-                "linear (PCA gene embedding)": lambda: LinearGeneEmbeddingModel(genes)}
+                "linear (PCA gene embedding)": lambda: LinearGeneEmbeddingModel(genes),
+                BIOWM: lambda: _FittedWorld(genes, config or PerturbationWorldConfig())}
     predictions: dict[str, list[PerturbationPrediction]] = {name: [] for name in builders}
     for target in targets:
         train = labels != target
@@ -159,6 +170,14 @@ def unseen_perturbation_benchmark(adata: Any, min_guide_fraction: float | None =
     return {"targets": targets, "models": scores}
 
 
+class _FittedWorld(PerturbationWorldModel):
+    """The world model with the baselines' `fit(expression, labels) -> self` signature."""
+
+    def fit(self, expression: np.ndarray, labels: np.ndarray) -> _FittedWorld:  # type: ignore[override]
+        self.fit_cells(expression, labels)
+        return self
+
+
 TOP_EXPRESSED = 1_000
 
 
@@ -174,7 +193,8 @@ def interaction_detection(predicted: dict[str, float], truth: dict[str, float],
             "interacting": int(actual.sum()), "called": int(called.sum())}
 
 
-def doubles_benchmark(adata: Any, fraction: float = 0.5, seed: int = 0) -> dict[str, Any]:
+def doubles_benchmark(adata: Any, fraction: float = 0.5, seed: int = 0,
+                      config: PerturbationWorldConfig | None = None) -> dict[str, Any]:
     """Held-out double perturbations of a simulated screen (ground truth in
     `uns["biowm_truth"]`): L2 between predicted and real mean log-expression over the
     top expressed genes, and genetic-interaction detection against the true scores."""
@@ -197,13 +217,20 @@ def doubles_benchmark(adata: Any, fraction: float = 0.5, seed: int = 0) -> dict[
     additive = MeanShiftModel().fit(expression[split.train], labels[split.train])
     models = {"additive": additive, "training mean": MeanShiftModel(pooled=True).fit(
         expression[split.train], labels[split.train])}
+    world = PerturbationWorldModel([str(g) for g in adata.var_names],
+                                   config or PerturbationWorldConfig())
+    world.fit_cells(expression[split.train], labels[split.train])
+    models[BIOWM] = world
     results: dict[str, Any] = {}
     for name, model in models.items():
         l2, scores = [], {}
         for double in held_out:
-            predicted = np.maximum(controls + model.effect(double), 0.0).mean(axis=0)
-            l2.append(float(np.linalg.norm((predicted - real_means[double])[top])))
-            scores[double] = float(np.abs(model.effect(double) - additive.effect(double)).max())
+            effect = model.effect(double)
+            cells = thin_to_mean(controls, effect) if model is world and world.config.count_aware \
+                else np.maximum(controls + effect, 0.0)
+            l2.append(float(np.linalg.norm((cells.mean(axis=0) - real_means[double])[top])))
+            scores[double] = world.interaction_score(double) if model is world else float(
+                np.abs(effect - additive.effect(double)).max())
         results[name] = {"l2_top_genes": float(np.mean(l2)),
                          "interactions": interaction_detection(
                              scores, {d: true_scores[d] for d in held_out}, threshold)}
