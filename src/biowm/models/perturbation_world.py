@@ -442,8 +442,10 @@ class PerturbationWorldModel:
         [B, 1, A]`; `extras["mean"]` is the gated ensemble-mean prediction."""
         basal = belief.tensors["basal"]
         names = self.labels_from_actions(actions[:, 0])
-        members = torch.from_numpy(np.stack([self.effect_members(n) for n in names], axis=1))
-        gated = torch.from_numpy(np.stack([self.effect(n) for n in names]))
+        unique, which = np.unique(names, return_inverse=True)  # one effect per perturbation
+        members = torch.from_numpy(np.stack([self.effect_members(n) for n in unique],
+                                            axis=1)[:, which])
+        gated = torch.from_numpy(np.stack([self.effect(n) for n in unique])[which])
         samples = (basal[None] + members).clamp_min(0.0)[:, :, None, :]
         mean = (basal + gated).clamp_min(0.0)[:, None, :]
         return Forecast(samples.float(), torch.ones(len(names), 1), self.obs_space,
@@ -480,7 +482,8 @@ class PerturbationWorldModel:
                          "Effects transfer across contexts unchanged: context-specific "
                          "responses are not modelled.",
                          "Unseen perturbations lean on the expression-derived gene "
-                         "embedding; in benchmarks this barely beats the training mean."],
+                         "embedding; on real data this does worse than the training mean "
+                         "(BENCHMARKS.md)."],
             metrics=metrics)
         save_model_dir(directory, config, tensors, manifest, card)
 
