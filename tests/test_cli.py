@@ -36,8 +36,9 @@ def test_help_and_bare_invocation_print_usage(capsys):
     [
         (["frobnicate", "glucose"], "unknown verb 'frobnicate'"),
         (["simulate", "heart"],
-         "unknown domain 'heart'; registered domains: ['cell', 'glucose', 'sepsis', 'tumour']"),
-        (["simulate"], "name a domain (cell, glucose, sepsis, tumour)"),
+         "unknown domain 'heart'; registered domains: "
+         "['cell', 'glucose', 'pathway', 'sepsis', 'tumour']"),
+        (["simulate"], "name a domain (cell, glucose, pathway, sepsis, tumour)"),
         (["simulate", "--n", "3"], "name a domain"),
         (["train", "glucose"], "does not implement 'train'"),
         (["simulate", "glucose"], "Missing option '--out'"),

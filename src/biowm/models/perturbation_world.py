@@ -232,7 +232,11 @@ class PerturbationWorldModel:
                               sampling[s_rows])
         for name, value in zip(singles, shrunk, strict=True):
             vocab_effects[self.vocabulary.index(name)] = value
+        torch.manual_seed(cfg.seed * 1000 + member)
         net = _Interaction(cfg.interaction_hidden)
+        if len(doubles) < cfg.min_doubles:  # too few to learn from: predict additivity
+            torch.nn.init.zeros_(net.net[-1].weight)
+            torch.nn.init.zeros_(net.net[-1].bias)
         loss = 0.0
         double_effects = np.zeros((len(doubles), len(self.genes)))
         if doubles:
@@ -245,9 +249,6 @@ class PerturbationWorldModel:
                     net, features, target,
                     torch.from_numpy(sampling[d_rows].astype(np.float32)),
                     seed=cfg.seed * 1000 + member)
-            else:
-                torch.nn.init.zeros_(net.net[-1].weight)
-                torch.nn.init.zeros_(net.net[-1].bias)
             with torch.no_grad():
                 double_prior = additive + net(features).double().numpy()
             double_effects = self._shrink(effect[d_rows], double_prior, sampling[d_rows])
@@ -356,6 +357,40 @@ class PerturbationWorldModel:
                 total = total + self._interaction_members(parts[i], parts[j])
         return total
 
+    def double_effect_members(self, doubles: list[str]) -> np.ndarray:
+        """Each member's effect of many doubles "A+B" at once, `[M, D, G]`: measured ones
+        as fitted, the others as additive + the combination operator, one batched pass
+        per member (no loop over doubles)."""
+        for name in doubles:
+            if len(self._parts(name)) != 2:
+                raise InvalidInputError(f"{name!r} is not a double perturbation A+B")
+        out = np.empty((self.config.members, len(doubles), len(self.genes)))
+        measured = [i for i, name in enumerate(doubles) if name in self.seen_doubles]
+        if measured:
+            out[:, measured] = self.double_effects[
+                :, [self.seen_doubles.index(doubles[i]) for i in measured]]
+        fresh = [i for i, name in enumerate(doubles) if name not in self.seen_doubles]
+        if fresh:
+            names = [doubles[i] for i in fresh]
+            for member, net in enumerate(self.interactions):
+                singles = self.single_effects[member]
+                with torch.no_grad():
+                    correction = net(self._pair_features_for(names, singles)).double().numpy()
+                out[member, fresh] = self._additive(names, singles) + correction
+        return out
+
+    def double_standard_errors(self, doubles: list[str]) -> np.ndarray:
+        """Sampling standard errors `[D, G]` of the doubles' measured means (0 if unmeasured)."""
+        return np.stack([self.standard_error(name) for name in doubles]) if doubles else \
+            np.zeros((0, len(self.genes)))
+
+    def gated_effects(self, members: np.ndarray, standard_error: np.ndarray) -> np.ndarray:
+        """Point effects from member stacks `[M, ..., G]`: member 0 where it is at least
+        `gate_z` × max(ensemble sd, standard error) from zero, else 0."""
+        spread = members[1:].std(axis=0) if len(members) > 1 else np.zeros(members.shape[1:])
+        spread = np.maximum(spread, standard_error)
+        return np.where(np.abs(members[0]) >= self.config.gate_z * spread, members[0], 0.0)
+
     def _interaction_members(self, first: str, second: str) -> np.ndarray:
         corrections = []
         for member, net in enumerate(self.interactions):
@@ -377,10 +412,7 @@ class PerturbationWorldModel:
     def effect(self, name: str) -> np.ndarray:
         """Gated point effect `[G]` (member 0, fitted to all cells): genes within `gate_z`
         uncertainties of zero stay put."""
-        members = self.effect_members(name)
-        spread = members[1:].std(axis=0) if len(members) > 1 else np.zeros(len(self.genes))
-        spread = np.maximum(spread, self.standard_error(name))
-        return np.where(np.abs(members[0]) >= self.config.gate_z * spread, members[0], 0.0)
+        return self.gated_effects(self.effect_members(name), self.standard_error(name))
 
     def uncertainty(self, name: str) -> float:
         """Ensemble spread of a perturbation's effect: root mean square sd over genes."""

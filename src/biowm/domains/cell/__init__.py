@@ -18,7 +18,7 @@ DOMAIN = register(
                 "experiment design",
         make_simulator=make_simulator,
         commands={"simulate": cli.simulate, "train": cli.train, "predict": cli.predict,
-                  "benchmark": cli.benchmark},
+                  "plan": cli.plan, "benchmark": cli.benchmark},
     )
 )
 

@@ -208,3 +208,66 @@ def _table_rows(models: dict, protocol: str) -> list[str]:
         rows.append(f"| {name} | {m['pds']:.3f} | {m['pearson_delta']:.3f} | {m['des']:.3f} "
                     f"| {m['mae']:.3f} | {overall} |")
     return rows
+
+
+def plan(
+    data: Annotated[Path, typer.Option(help="A simulated screen with doubles (.h5ad from "
+                                       "`biowm simulate cell`).")],
+    out: Annotated[Path, typer.Option(help="Directory for results.json, tables.md and "
+                                      "design_curves.png.")],
+    strategies: Annotated[str, typer.Option(help="Comma list compared with random: "
+                                            "uncertainty, interaction.")] = "uncertainty",
+    rounds: Annotated[int, typer.Option(help="Batches of doubles to run.")] = 10,
+    batch: Annotated[int, typer.Option(help="Doubles run per batch.")] = 10,
+    seeds: Annotated[str, typer.Option(help="Comma list of seeds (loop and model).")]
+    = "0,1,2",
+    members: Annotated[int, typer.Option(help="Ensemble members of the model.")] = 5,
+    interaction_steps: Annotated[int, typer.Option(help="Training steps of the combination "
+                                                   "operator per fit.")] = 800,
+) -> None:
+    """Closed-loop experiment design: start from the singles, choose batches of doubles
+    by the model's uncertainty, retrain, and compare the error on all doubles with random
+    choice."""
+    import json
+
+    from biowm.core.io import atomic_write_text, check_writable_dir, json_ready
+    from biowm.domains.cell.data import load_screen
+    from biowm.domains.cell.design import fit_round_for, prepare_pool
+    from biowm.domains.cell.design_report import design_table, plot_design_curves
+    from biowm.models.perturbation_world import PerturbationWorldConfig
+    from biowm.plan.experiment_design import compare_strategies
+
+    chosen = [s.strip() for s in strategies.split(",") if s.strip()]
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError as error:
+        raise InvalidInputError(f"--seeds must be a comma list of integers, got {seeds!r}"
+                                ) from error
+    if not seed_list:
+        raise InvalidInputError("--seeds needs at least one seed")
+    if members < 2:
+        raise InvalidInputError(f"--members must be >= 2 (uncertainty needs an ensemble), "
+                                f"got {members}")
+    if rounds < 1 or batch < 1 or interaction_steps < 1:
+        raise InvalidInputError("--rounds, --batch and --interaction-steps must be >= 1")
+    check_writable_dir(out)
+    started = time.perf_counter()
+    pool = prepare_pool(load_screen(data), seed=0)
+    config = PerturbationWorldConfig(members=members, interaction_steps=interaction_steps)
+
+    def progress(strategy: str, seed: int, experiments: int, error: float) -> None:
+        console.print(f"seed {seed} {strategy:>11}: {experiments:3d} doubles run, error on "
+                      f"all {len(pool.doubles)} doubles {error:.3f} "
+                      f"({time.perf_counter() - started:.0f} s)")
+
+    results = compare_strategies(pool.doubles, fit_round_for(pool, config), chosen, rounds,
+                                 batch, seed_list, progress)
+    results.update(data=str(data), doubles=len(pool.doubles), members=members,
+                   interaction_steps=interaction_steps,
+                   wall_seconds=round(time.perf_counter() - started, 1))
+    table = design_table(results)
+    atomic_write_text(out / "results.json", json.dumps(json_ready(results), indent=2))
+    atomic_write_text(out / "tables.md", table)
+    plot_design_curves(results, out / "design_curves.png")
+    print(table)
+    console.print(f"results written to {out / 'results.json'}")
