@@ -19,7 +19,7 @@ def test_stepping_matches_the_batched_runner_and_the_drug_acts():
     for _ in range(10):
         state = simulator.step(state, doses, 300.0)
     mapk_pp = simulator.observe(state)[:, 0].numpy()
-    assert mapk_pp[1] < 1 < mapk_pp[0]
+    assert mapk_pp[1] < 5 < mapk_pp[0]  # 97 % inhibition at 1000 nM
     reference = simulate_population(load_model("kholodenko2000"), np.arange(0, 3001, 300.0),
                                     observe=["MAPK_PP"], workers=1).obs[0, -1, 0]
     assert abs(mapk_pp[0] - reference) < 1e-3 * reference  # sigma 0: the nominal cell

@@ -2,7 +2,7 @@
 simulator of virtual-cell populations under drug schedules, knockouts and boluses."""
 
 from biowm.core.registry import Domain, register
-from biowm.domains.pathway import cli
+from biowm.domains.pathway import cli, learn_cli, plan_cli
 from biowm.domains.pathway.interventions import (
     Bolus,
     Control,
@@ -32,7 +32,8 @@ DOMAIN = register(
         summary="Signalling pathways from any SBML file (libroadrunner): drug schedules, "
                 "knockouts, virtual-cell populations",
         make_simulator=make_simulator,
-        commands={"simulate": cli.simulate},
+        commands={"simulate": cli.simulate, "train": learn_cli.train,
+                  "evaluate": learn_cli.evaluate, "plan": plan_cli.plan},
     )
 )
 

@@ -107,7 +107,7 @@ SHIPPED_MODELS: dict[str, NetworkSpec] = {
 SHIPPED_DRUGS: dict[str, tuple[Inhibitor, ...]] = {
     "kholodenko2000": (
         Inhibitor(name="MEKi", targets=("k7", "k8"), dose_range=(0.0, 1000.0), unit="nM",
-                  emax=1.0, ic50=10.0, hill=1.0),
+                  emax=1.0, ic50=30.0, hill=1.0),
     ),
     "geva_zatorsky2006": (
         Inhibitor(name="nutlin", targets=("alpha_k",), dose_range=(0.0, 10.0), unit="uM",

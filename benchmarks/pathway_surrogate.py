@@ -1,0 +1,122 @@
+"""Issue 7 acceptance: surrogate accuracy, calibration and speed against libroadrunner.
+
+For each model (our two encodings and the curated BioModels files 10 and 9): simulate
+training cells (random 6-segment schedules of one control, log-normal parameters,
+sigma 0.1), train the trajectory surrogate, score it on fresh cells (new schedules and
+draws), and time a batch of trajectories in libroadrunner (sequential) against the
+surrogate on the same work.
+
+    python benchmarks/pathway_surrogate.py --out runs/bench/pathway [--train 20000]
+        [--test 1000] [--speed-batch 10000] [--epochs 150] [--hidden 256] [--members 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from biowm.core.io import atomic_write_text, json_ready
+from biowm.domains.pathway import draw_parameters, load_model, random_schedule
+from biowm.domains.pathway.runner import simulate_population
+from biowm.domains.pathway.shipped import controls_for
+from biowm.domains.pathway.surrogate import (
+    score_surrogate,
+    simulate_held_out,
+    time_simulators,
+    train_surrogate,
+)
+from biowm.models.trajectory_surrogate import SurrogateConfig
+
+SHARED_SBML = Path(__file__).resolve().parents[2] / "shared" / "sbml"
+# (model, t_end in model time units, control, output points)
+CASES = [
+    ("kholodenko2000", 6000.0, "MEKi", 121),
+    ("geva_zatorsky2006", 72.0, "nutlin", 121),
+    (str(SHARED_SBML / "BIOMD0000000010.xml"), 6000.0, "k7", 121),
+    # Huang-Ferrell 1996: k7 is the catalytic constant of MAPK phosphorylation by MAPKK-PP.
+    (str(SHARED_SBML / "BIOMD0000000009.xml"), 2000.0, "k7", 121),
+]
+SIGMA, SEGMENTS, SEED = 0.1, 6, 0
+
+
+def run_case(sbml: str, t_end: float, control: str, points: int, args: argparse.Namespace
+             ) -> dict:
+    model = load_model(sbml)
+    controls = controls_for(model, [control])
+    draws = draw_parameters(model, args.train, SIGMA, seed=SEED)
+    schedule = random_schedule(controls, args.train, t_end, SEGMENTS, seed=SEED)
+    started = time.perf_counter()
+    result = simulate_population(model, np.linspace(0.0, t_end, points), draws=draws,
+                                 schedule=schedule, workers=1)
+    simulate_seconds = time.perf_counter() - started
+    simulation = {"model": model.name, "sbml_sha256": model.sha256,
+                  "observe": list(result.species), "intervene": [control], "t_end": t_end,
+                  "points": points, "segments": SEGMENTS, "sigma": SIGMA,
+                  "uncertain": list(draws.names), "seed": SEED}
+    config = SurrogateConfig(members=args.members, hidden=args.hidden,
+                             max_epochs=args.epochs, seed=SEED, progress=False)
+    started = time.perf_counter()
+    surrogate = train_surrogate(result.to_trajectories(), simulation, config)
+    train_seconds = time.perf_counter() - started
+    scores = score_surrogate(surrogate, simulate_held_out(surrogate, model, args.test,
+                                                          SEED + 1000))
+    speed = time_simulators(surrogate, model, args.speed_batch, SEED + 3000,
+                            args.speed_batch)
+    return {"model": model.name, "control": control, "species": len(result.species),
+            "static_covariates": len(draws.names), "train_cells": args.train,
+            "simulate_seconds": round(simulate_seconds, 1),
+            "train_seconds": round(train_seconds, 1), "scores": scores, "speed": speed}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | NRMSE (draws known) | 90 % coverage | population: NRMSE / coverage "
+             "/ CRPS÷range | ensemble–error rank corr. | roadrunner ms/traj | surrogate "
+             "ms/traj | speed-up |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        s, p, v = row["scores"], row["scores"]["population"], row["speed"]
+        lines.append(
+            f"| {row['model']} | {s['nrmse_overall']:.2%} | {s['coverage90']:.1%} | "
+            f"{p['nrmse_overall']:.2%} / {p['coverage90']:.1%} / {p['crps_normalised']:.4f} "
+            f"| {s['ensemble_error_rank_correlation']:.2f} | "
+            f"{v['roadrunner_ms_per_trajectory']:.3f} | {v['surrogate_ms_per_trajectory']:.4f}"
+            f" | {v['speedup']:.0f}× |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/pathway"))
+    parser.add_argument("--train", type=int, default=20_000)
+    parser.add_argument("--test", type=int, default=1_000)
+    parser.add_argument("--speed-batch", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--members", type=int, default=3)
+    parser.add_argument("--models", default="all",
+                        help="comma list of model names to run (default all)")
+    args = parser.parse_args()
+    torch.manual_seed(SEED)
+    rows = []
+    for sbml, t_end, control, points in CASES:
+        name = Path(sbml).stem
+        if args.models != "all" and name not in args.models.split(","):
+            continue
+        if sbml.endswith(".xml") and not Path(sbml).is_file():
+            print(f"skipping {name}: {sbml} not found (needs ../shared/sbml)")
+            continue
+        rows.append(run_case(sbml, t_end, control, points, args))
+        print(table(rows[-1:]), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    atomic_write_text(args.out / "results.json",
+                      json.dumps(json_ready({"settings": settings, "models": rows}), indent=2))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

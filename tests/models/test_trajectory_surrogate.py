@@ -1,0 +1,94 @@
+"""The whole-trajectory surrogate on an analytic system whose answer is known."""
+
+import pytest
+import torch
+
+from biowm.core.errors import InvalidInputError
+from biowm.core.space import Channel, Space
+from biowm.core.trajectories import Trajectories
+from biowm.core.world_model import WorldModel
+from biowm.models.trajectory_surrogate import SurrogateConfig, TrajectorySurrogate
+
+GRID = torch.linspace(0.0, 10.0, 11)
+FAST = dict(members=2, hidden=64, layers=2, max_epochs=60, patience=60, progress=False)
+
+
+def _system(n: int, seed: int) -> Trajectories:
+    """Decay at a per-cell rate exp(static) towards a level the dose lowers; dose doubles
+    after t = 5 in some cells. Concentrations >= 0."""
+    g = torch.Generator().manual_seed(seed)
+    static = 0.3 * torch.randn(n, 1, generator=g)
+    first = torch.rand(n, 1, generator=g)
+    second = torch.rand(n, 1, generator=g)
+    dose = torch.where(GRID[None] < 5, first, second)  # [n, T]
+    rate = 0.4 * torch.exp(static)
+    level = 2.0 * (1.0 - 0.8 * dose)
+    a = 3.0 * torch.exp(-rate * GRID[None]) + level * (1 - torch.exp(-rate * GRID[None]))
+    b = a * (0.5 + 0.2 * dose)
+    obs = torch.stack([a, b], dim=-1)
+    return Trajectories(
+        times=GRID.expand(n, -1).clone(), obs=obs, actions=dose[..., None],
+        mask=torch.ones_like(obs, dtype=torch.bool), static=static,
+        subject_ids=[f"c{i}" for i in range(n)],
+        obs_space=Space((Channel("A", "nM", 0.0), Channel("B", "nM", 0.0))),
+        action_space=Space((Channel("drug", "fraction", 0.0, 1.0),)),
+        static_space=Space((Channel("log_ratio_k", "log ratio"),)), time_unit="s")
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    model = TrajectorySurrogate(SurrogateConfig(**FAST))
+    model.fit(_system(1500, 0), _system(300, 1))
+    return model
+
+
+def _nrmse(mean, truth):
+    span = truth.amax(dim=(0, 1)) - truth.amin(dim=(0, 1))
+    return float((((mean - truth) ** 2).mean(dim=(0, 1)).sqrt() / span).mean())
+
+
+def test_learns_held_out_trajectories_and_uses_the_covariates(fitted):
+    test = _system(400, 2)
+    known, known_sd = fitted.predictive(test.static, test.actions)
+    hidden, hidden_sd = fitted.predictive(None, test.actions)
+    assert _nrmse(known, test.obs) < 0.03
+    assert _nrmse(known, test.obs) < 0.7 * _nrmse(hidden, test.obs)
+    assert float(known_sd.mean()) < float(hidden_sd.mean())  # knowing the cell narrows it
+    for mean, sd in ((known, known_sd), (hidden, hidden_sd)):
+        coverage = float(((test.obs - mean).abs() <= 1.645 * sd).float().mean())
+        assert 0.8 <= coverage <= 0.98
+
+
+def test_world_model_protocol_samples_and_files(fitted, tmp_path):
+    assert isinstance(fitted, WorldModel)
+    test = _system(5, 3)
+    belief = fitted.encode(test)
+    forecast = fitted.imagine(belief, test.actions, n_samples=7, seed=1)
+    assert forecast.samples.shape == (7, 5, 11, 2) and float(forecast.samples.min()) >= 0.0
+    mixed = test.static.clone()
+    mixed[0] = torch.nan  # one cell of unknown parameters
+    assert fitted.sample(mixed, test.actions, 3).shape == (3, 5, 11, 2)
+    fitted.save(tmp_path / "model")
+    again = TrajectorySurrogate.load(tmp_path / "model")
+    torch.testing.assert_close(again.predictive(test.static, test.actions),
+                               fitted.predictive(test.static, test.actions))
+    assert "trajectory surrogate" in (tmp_path / "model" / "card.md").read_text()
+
+
+def test_ensemble_disagrees_more_outside_the_trained_dose_range(fitted):
+    test = _system(200, 4)
+    inside = fitted.epistemic_sd(test.static, test.actions).mean()
+    outside = fitted.epistemic_sd(test.static, test.actions + 3.0).mean()
+    assert float(outside) > 2 * float(inside)
+
+
+def test_refusals(fitted):
+    test = _system(4, 5)
+    with pytest.raises(InvalidInputError, match="actions must be"):
+        fitted.predictive(test.static, test.actions[:, :5])
+    with pytest.raises(InvalidInputError, match="static covariates must be"):
+        fitted.predictive(test.static[:, :0], test.actions)
+    with pytest.raises(InvalidInputError, match="unknown surrogate option"):
+        TrajectorySurrogate().fit(test, test, learning_rte=1.0)
+    with pytest.raises(InvalidInputError, match="fit or load"):
+        TrajectorySurrogate().predictive(None, test.actions)
