@@ -8,6 +8,9 @@ surrogate on the same work.
 
     python benchmarks/pathway_surrogate.py --out runs/bench/pathway [--train 20000]
         [--test 1000] [--speed-batch 10000] [--epochs 150] [--hidden 256] [--members 3]
+        [--basis 0] [--models kholodenko2000,...]
+
+Each trained surrogate is saved under OUT/models/<model name>.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from biowm.domains.pathway.surrogate import (
     time_simulators,
     train_surrogate,
 )
-from biowm.models.trajectory_surrogate import SurrogateConfig
+from biowm.models.trajectory_surrogate import SurrogateConfig, TrajectorySurrogate
 
 SHARED_SBML = Path(__file__).resolve().parents[2] / "shared" / "sbml"
 # (model, t_end in model time units, control, output points)
@@ -58,16 +61,17 @@ def run_case(sbml: str, t_end: float, control: str, points: int, args: argparse.
                   "observe": list(result.species), "intervene": [control], "t_end": t_end,
                   "points": points, "segments": SEGMENTS, "sigma": SIGMA,
                   "uncertain": list(draws.names), "seed": SEED}
-    config = SurrogateConfig(members=args.members, hidden=args.hidden,
+    config = SurrogateConfig(members=args.members, hidden=args.hidden, basis=args.basis,
                              max_epochs=args.epochs, seed=SEED, progress=False)
     started = time.perf_counter()
     surrogate = train_surrogate(result.to_trajectories(), simulation, config)
     train_seconds = time.perf_counter() - started
+    surrogate.save(args.out / "models" / model.name)  # for `biowm plan pathway --model`
     scores = score_surrogate(surrogate, simulate_held_out(surrogate, model, args.test,
                                                           SEED + 1000))
     speed = time_simulators(surrogate, model, args.speed_batch, SEED + 3000,
                             args.speed_batch)
-    return {"model": model.name, "control": control, "species": len(result.species),
+    return {"model": model.name, "sbml": sbml, "control": control, "species": len(result.species),
             "static_covariates": len(draws.names), "train_cells": args.train,
             "simulate_seconds": round(simulate_seconds, 1),
             "train_seconds": round(train_seconds, 1), "scores": scores, "speed": speed}
@@ -88,6 +92,32 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def retime(args: argparse.Namespace) -> None:
+    """Speed again, on an otherwise idle machine, for every surrogate saved in OUT/models;
+    writes OUT/speed.json and prints a table."""
+    models = {}
+    for sbml, *_ in CASES:
+        if not sbml.endswith(".xml") or Path(sbml).is_file():
+            model = load_model(sbml)
+            models[model.name] = model
+    rows = []
+    for directory in sorted((args.out / "models").iterdir()):
+        if directory.name not in models:
+            continue
+        surrogate = TrajectorySurrogate.load(directory)
+        speed = time_simulators(surrogate, models[directory.name], args.speed_batch,
+                                SEED + 3000, args.speed_batch)
+        rows.append({"model": directory.name, "torch_threads": torch.get_num_threads(),
+                     **speed})
+    atomic_write_text(args.out / "speed.json", json.dumps(json_ready(rows), indent=2))
+    print("| model | torch threads | libroadrunner ms/trajectory (1 core) | surrogate "
+          "ms/trajectory | speed-up |\n|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['model']} | {row['torch_threads']} | "
+              f"{row['roadrunner_ms_per_trajectory']:.3f} | "
+              f"{row['surrogate_ms_per_trajectory']:.4f} | {row['speedup']:.1f}× |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench/pathway"))
@@ -97,10 +127,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--members", type=int, default=3)
+    parser.add_argument("--basis", type=int, default=0,
+                        help="temporal PCA modes per species (0: every grid time)")
     parser.add_argument("--models", default="all",
                         help="comma list of model names to run (default all)")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="re-time the surrogates saved in OUT/models (run it with "
+                        "nothing else running); writes OUT/speed.json")
     args = parser.parse_args()
     torch.manual_seed(SEED)
+    if args.speed_only:
+        retime(args)
+        return
     rows = []
     for sbml, t_end, control, points in CASES:
         name = Path(sbml).stem
@@ -111,11 +149,20 @@ def main() -> None:
             continue
         rows.append(run_case(sbml, t_end, control, points, args))
         print(table(rows[-1:]), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    atomic_write_text(args.out / "results.json",
-                      json.dumps(json_ready({"settings": settings, "models": rows}), indent=2))
+        save_rows(args, rows[-1:])
     print(table(rows))
+
+
+def save_rows(args: argparse.Namespace, rows: list[dict]) -> None:
+    """Add (or replace, by model) rows in OUT/results.json, so each finished model is kept
+    and a run over some models updates a run over all."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {"models": []}
+    kept = [row for row in results["models"] if row["model"] not in {r["model"] for r in rows}]
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    results = {"settings": settings, "models": kept + rows}
+    atomic_write_text(path, json.dumps(json_ready(results), indent=2))
 
 
 if __name__ == "__main__":

@@ -55,7 +55,9 @@ class PerturbationWorldConfig:
     gene moves only if |effect| ≥ gate_z × its uncertainty (the larger of the ensemble sd
     and, for measured perturbations, the standard error of the cell means); `shrink`:
     empirical-Bayes shrinkage of measured effects toward the structure (off by default:
-    it cost discrimination on real data); `count_aware`: decode by `thin_to_mean`;
+    it cost discrimination on real data); `calibrate_structure`: weight the gene-embedding
+    structure for unseen targets by its leave-one-out skill on the measured ones;
+    `count_aware`: decode by `thin_to_mean`;
     `interaction_*`: the combination operator's network and its minibatch training."""
 
     control: str = "non-targeting"
@@ -70,6 +72,7 @@ class PerturbationWorldConfig:
     interaction_batch: int = 4096
     interaction_lr: float = 1e-2
     min_doubles: int = 5
+    calibrate_structure: bool = True
     seed: int = 0
 
 
@@ -221,6 +224,9 @@ class PerturbationWorldModel:
         cell_weight = count[s_rows] / count[s_rows].sum()
         common = (cell_weight[:, None] * effect[s_rows]).sum(axis=0)
         structure = self._structure(singles, effect[s_rows] - common, embedding)
+        if structure is not None:
+            structure = structure * self._structure_weight(singles, effect[s_rows] - common,
+                                                           embedding)
         vocab_effects = np.empty((len(self.vocabulary), len(self.genes)))
         prior = {}
         for i, name in enumerate(self.vocabulary):
@@ -265,6 +271,27 @@ class PerturbationWorldModel:
         left = np.linalg.solve(embedding.T @ embedding + ridge * np.eye(k),
                                embedding.T @ specific[usable].T)  # [k, P]
         return np.linalg.solve(targets.T @ targets + ridge * np.eye(k), (left @ targets).T).T
+
+    def _structure_weight(self, singles: list[str], specific: np.ndarray,
+                          embedding: np.ndarray) -> float:
+        """How far to trust the structure for a perturbation it has not seen: the
+        least-squares weight in [0, 1] of its leave-one-out predictions of the measured
+        specific effects (0 = fall back to the common response)."""
+        if not self.config.calibrate_structure:
+            return 1.0
+        usable = [i for i, n in enumerate(singles) if n in self.gene_index]
+        if len(usable) < 3:
+            return 0.0
+        agreement, power = 0.0, 0.0
+        for left_out in usable:
+            rest = [i for i in range(len(singles)) if i != left_out]
+            structure = self._structure([singles[i] for i in rest], specific[rest], embedding)
+            if structure is None:
+                continue
+            predicted = embedding @ structure @ embedding[self.gene_index[singles[left_out]]]
+            agreement += float(predicted @ specific[left_out])
+            power += float(predicted @ predicted)
+        return float(np.clip(agreement / power, 0.0, 1.0)) if power > 0 else 0.0
 
     def _shrink(self, observed: np.ndarray, prior: np.ndarray, sampling: np.ndarray) -> np.ndarray:
         """Posterior mean per gene: prior + (observed − prior)·τ²/(τ² + sampling variance),

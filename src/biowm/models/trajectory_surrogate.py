@@ -47,15 +47,15 @@ _LOG_DOSE_STEPS = 100.0  # log-dose feature resolves doses down to 1 % of the ra
 
 @dataclass
 class SurrogateConfig:
-    hidden: int = 256
+    hidden: int = 512
     layers: int = 3
     members: int = 3
     hide_static: float = 0.25  # fraction of training rows whose covariates are hidden
-    max_epochs: int = 150
+    max_epochs: int = 60
     batch_size: int = 256
     learning_rate: float = 2e-3
     patience: int = 15
-    basis: int = 0  # > 0: outputs are coefficients of this many temporal PCA modes/channel
+    basis: int = 32  # > 0: outputs are coefficients of this many temporal PCA modes/channel
     seed: int = 0
     progress: bool = True
 

@@ -140,3 +140,14 @@ def test_random_schedules_stay_in_range_and_include_off_segments():
     assert 0.1 < (schedule.doses == 0).mean() < 0.4
     assert np.array_equal(random_schedule([drug], 50, 600.0, 6, seed=3).doses,
                           schedule.doses[:50])
+
+
+def test_fractional_controls_round_trip_through_their_channel_names():
+    from biowm.domains.pathway.shipped import controls_for
+
+    model = load_model("kholodenko2000")
+    (control,) = controls_for(model, ["k7"])
+    assert control.name == "inhibition_k7" and control.targets == ("k7",)
+    assert controls_for(model, [control.name]) == (control,)  # a surrogate's action name
+    with pytest.raises(InvalidInputError, match="unknown intervention 'inhibition_nope'"):
+        controls_for(model, ["inhibition_nope"])

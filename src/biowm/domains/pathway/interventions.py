@@ -29,6 +29,7 @@ import numpy as np
 
 from biowm.core.errors import InvalidInputError
 
+FRACTION_PREFIX = "inhibition_"  # action-channel name of a direct fractional inhibition
 
 def _check_range(label: str, values: np.ndarray, low: float, high: float, unit: str) -> None:
     values = np.asarray(values, dtype=np.float64)
@@ -71,7 +72,7 @@ class Inhibitor:
     @classmethod
     def fraction(cls, parameter: str) -> Inhibitor:
         """Direct inhibition of one parameter by a fraction in [0, 1] (what the CLI uses)."""
-        return cls(name=f"inhibition_{parameter}", targets=(parameter,))
+        return cls(name=f"{FRACTION_PREFIX}{parameter}", targets=(parameter,))
 
     def effect(self, dose: np.ndarray) -> np.ndarray:
         """Fractional inhibition I(dose) in [0, Emax]."""

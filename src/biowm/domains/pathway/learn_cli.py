@@ -21,9 +21,11 @@ def train(
                                        "(.parquet with its manifest beside).")],
     out: Annotated[Path, typer.Option(help="Model directory to write.")],
     members: Annotated[int, typer.Option(help="Ensemble members.")] = 3,
-    hidden: Annotated[int, typer.Option(help="Hidden units per layer.")] = 256,
+    hidden: Annotated[int, typer.Option(help="Hidden units per layer.")] = 512,
     layers: Annotated[int, typer.Option(help="Hidden layers.")] = 3,
-    epochs: Annotated[int, typer.Option(help="Maximum training epochs per member.")] = 150,
+    epochs: Annotated[int, typer.Option(help="Maximum training epochs per member.")] = 60,
+    basis: Annotated[int, typer.Option(help="Temporal PCA modes per species the network "
+                                       "predicts (0: every grid time).")] = 32,
     val_fraction: Annotated[float, typer.Option(help="Virtual cells held for early "
                                                 "stopping and calibration.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seeds the split, the members and their "
@@ -37,8 +39,9 @@ def train(
     from biowm.domains.pathway.surrogate import train_surrogate
     from biowm.models.trajectory_surrogate import SurrogateConfig
 
-    if min(members, hidden, layers, epochs) < 1:
-        raise InvalidInputError("--members, --hidden, --layers and --epochs must be >= 1")
+    if min(members, hidden, layers, epochs) < 1 or basis < 0:
+        raise InvalidInputError("--members, --hidden, --layers and --epochs must be >= 1 "
+                                "and --basis >= 0")
     if not data.is_file():
         raise InvalidInputError(f"--data {data} does not exist")
     manifest_file = manifest_path_for(data)
@@ -53,7 +56,7 @@ def train(
     trajectories = Trajectories.from_parquet(data)
     started = time.perf_counter()
     config = SurrogateConfig(members=members, hidden=hidden, layers=layers, max_epochs=epochs,
-                             seed=seed)
+                             basis=basis, seed=seed)
     model = train_surrogate(trajectories, simulation, config, val_fraction)
     manifest = Manifest.create("model", {"domain": "pathway", "model": "trajectory_surrogate",
                                          "data": str(data), **config.__dict__}, seed=seed)

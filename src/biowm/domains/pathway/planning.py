@@ -34,7 +34,6 @@ from biowm.plan.dose_schedule import (
 )
 
 STATIC_PREFIX = "log_ratio_"
-FRACTION_PREFIX = "inhibition_"
 BAND_QUANTILES = (0.05, 0.5, 0.95)
 HELD_OUT_SEED_OFFSET = 1
 
@@ -77,14 +76,8 @@ def surrogate_controls(model: PathwayModel, surrogate: PredictiveSurrogate
                        ) -> tuple[Control, ...]:
     """The model's controls behind the surrogate's action channels, refused when a channel
     names no drug or parameter of the model or its dose range differs."""
-    names = []
-    for channel in surrogate.action_space:
-        name = channel.name
-        if name.startswith(FRACTION_PREFIX) and name[len(FRACTION_PREFIX):] in model.parameters:
-            name = name[len(FRACTION_PREFIX):]
-        names.append(name)
     try:
-        controls = controls_for(model, names)
+        controls = controls_for(model, surrogate.action_space.names)
     except InvalidInputError as error:
         raise InvalidInputError(f"the surrogate's actions do not match the SBML model: "
                                 f"{error}") from None

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from biowm.core.errors import InvalidInputError
-from biowm.domains.pathway.interventions import Inhibitor
+from biowm.domains.pathway.interventions import FRACTION_PREFIX, Inhibitor
 from biowm.domains.pathway.sbml import PathwayModel
 from biowm.domains.pathway.sbml_writer import NetworkSpec, Reaction, network_to_sbml
 
@@ -133,6 +133,10 @@ def controls_for(model: PathwayModel, names: Sequence[str]) -> tuple[Inhibitor, 
     """Controls named on the command line: a drug declared for the (shipped) model acts
     through its dose-response; a kinetic parameter gets a direct fractional inhibition."""
     drugs = {drug.name: drug for drug in shipped_drugs(model.name)}
+    # A fractional inhibition's action channel is named "inhibition_<parameter>"; accept it
+    # back (a surrogate's action space) as the parameter itself.
+    names = [name.removeprefix(FRACTION_PREFIX) if name.startswith(FRACTION_PREFIX) and
+             name.removeprefix(FRACTION_PREFIX) in model.parameters else name for name in names]
     unknown = [name for name in names if name not in drugs and name not in model.parameters]
     if unknown:
         offered = [*drugs, *model.parameters]
