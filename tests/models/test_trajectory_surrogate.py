@@ -92,3 +92,18 @@ def test_refusals(fitted):
         TrajectorySurrogate().fit(test, test, learning_rte=1.0)
     with pytest.raises(InvalidInputError, match="fit or load"):
         TrajectorySurrogate().predictive(None, test.actions)
+
+
+def test_intervals_stay_calibrated_for_species_in_tiny_units():
+    """Concentrations of order 1e-6 (e.g. µM enzymes) must calibrate like any other."""
+
+    def tiny(data):
+        data.obs = data.obs * 1e-6
+        return data
+
+    model = TrajectorySurrogate(SurrogateConfig(**{**FAST, "members": 1, "max_epochs": 30}))
+    model.fit(tiny(_system(800, 0)), tiny(_system(300, 1)))
+    test = tiny(_system(400, 2))
+    mean, sd = model.predictive(test.static, test.actions)
+    coverage = float(((test.obs - mean).abs() <= 1.645 * sd).float().mean())
+    assert 0.8 <= coverage <= 0.98

@@ -229,11 +229,19 @@ class TrajectorySurrogate:
         for mode in ("known", "hidden"):
             self.tensors[f"scale_{mode}"] = torch.ones(self.grid.numel(),
                                                        len(self.obs_space.names))
+        # In standardised units: spread_scale floors sds at 1e-6, far above the sd of a
+        # species measured in, say, 1e-5 µM. It caps one pass at 20×; near-deterministic
+        # species can need more, so the factor is refined until it settles.
+        scale = self.tensors["obs_sd"]
+        truth = val.obs.float() / scale
         for mode, static in (("known", val.static.float()), ("hidden", None)):
+            for _ in range(4):
+                mean, sd = self.predictive(static, val.actions)
+                self.tensors[f"scale_{mode}"] = self.tensors[f"scale_{mode}"] * spread_scale(
+                    mean / scale, sd / scale, truth, mask)
             mean, sd = self.predictive(static, val.actions)
-            self.tensors[f"scale_{mode}"] = spread_scale(mean, sd, val.obs.float(), mask)
-            mean, sd = self.predictive(static, val.actions)
-            self.tensors[f"rho_{mode}"] = error_correlation(mean, sd, val.obs.float(), mask)
+            self.tensors[f"rho_{mode}"] = error_correlation(mean / scale, sd / scale, truth,
+                                                            mask)
 
     # ---------------------------------------------------------------- prediction
     def _require_fitted(self) -> None:
