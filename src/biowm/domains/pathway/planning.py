@@ -19,7 +19,7 @@ import torch
 
 from biowm.core.errors import InvalidInputError
 from biowm.domains.pathway.interventions import Control, DoseSchedule
-from biowm.domains.pathway.population import ParameterDraws, draw_parameters
+from biowm.domains.pathway.population import STATIC_PREFIX, ParameterDraws, draw_parameters
 from biowm.domains.pathway.runner import simulate_population
 from biowm.domains.pathway.sbml import PathwayModel
 from biowm.domains.pathway.shipped import controls_for
@@ -33,7 +33,6 @@ from biowm.plan.dose_schedule import (
     plan_dose_schedule,
 )
 
-STATIC_PREFIX = "log_ratio_"
 BAND_QUANTILES = (0.05, 0.5, 0.95)
 HELD_OUT_SEED_OFFSET = 1
 

@@ -19,6 +19,7 @@ from biowm.core.errors import InvalidInputError
 from biowm.domains.pathway.sbml import PathwayModel
 
 DEFAULT_SIGMA = 0.1
+STATIC_PREFIX = "log_ratio_"  # a static covariate is STATIC_PREFIX + parameter name
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from biowm.core.executor import make_executor, ordered
 from biowm.core.space import Channel, Space
 from biowm.core.trajectories import SUBJECT_COLUMN, TIME_COLUMN, Trajectories
 from biowm.domains.pathway.interventions import Bolus, DoseSchedule, InitialFold, Knockout
-from biowm.domains.pathway.population import ParameterDraws
+from biowm.domains.pathway.population import STATIC_PREFIX, ParameterDraws
 from biowm.domains.pathway.sbml import PathwayModel, compile_sbml
 
 # A worker process starts in ~2 s (torch, libroadrunner, compiling the model), the work of
@@ -56,7 +56,7 @@ class PopulationResult:
         controls = self.schedule.controls
         obs_space = Space(tuple(Channel(s, "model concentration units") for s in self.species))
         action_space = Space(tuple(Channel(c.name, c.unit, *c.dose_range) for c in controls))
-        static_space = Space(tuple(Channel(f"log_ratio_{p}", "log ratio to model value")
+        static_space = Space(tuple(Channel(f"{STATIC_PREFIX}{p}", "log ratio to model value")
                                    for p in self.draws.names))
         columns = [SUBJECT_COLUMN, TIME_COLUMN, *obs_space.names, *action_space.names,
                    *static_space.names]

@@ -18,7 +18,7 @@ from biowm.core.errors import InvalidInputError
 from biowm.core.simulator import State
 from biowm.core.space import Channel, Space
 from biowm.domains.pathway.interventions import Control, DoseSchedule
-from biowm.domains.pathway.population import DEFAULT_SIGMA, draw_parameters
+from biowm.domains.pathway.population import DEFAULT_SIGMA, STATIC_PREFIX, draw_parameters
 from biowm.domains.pathway.sbml import PathwayModel
 
 
@@ -42,7 +42,7 @@ class PathwaySimulator:
         self.action_space = Space(tuple(Channel(c.name, c.unit, *c.dose_range)
                                         for c in self.controls))
         names = draw_parameters(model, 1, sigma, uncertain).names
-        self.static_space = Space(tuple(Channel(f"log_ratio_{p}", "log ratio to model value")
+        self.static_space = Space(tuple(Channel(f"{STATIC_PREFIX}{p}", "log ratio to model value")
                                         for p in names))
         self.time_unit = model.time_unit
         self.default_dt = default_dt
@@ -70,7 +70,7 @@ class PathwaySimulator:
         targets, factors = schedule.multipliers()
         assert targets == self._targets
         names = self.static_space.names
-        drawn = [n.removeprefix("log_ratio_") for n in names]
+        drawn = [n.removeprefix(STATIC_PREFIX) for n in names]
         parameters = list(dict.fromkeys([*drawn, *self._targets]))
         base = np.array([self.model.parameters[p] for p in parameters])
         ratio = np.ones((len(doses), len(parameters)))

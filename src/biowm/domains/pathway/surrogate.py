@@ -23,13 +23,12 @@ import torch
 from biowm.core.errors import InvalidInputError
 from biowm.core.trajectories import Trajectories
 from biowm.domains.pathway.interventions import DoseSchedule, random_schedule
-from biowm.domains.pathway.population import draw_parameters
+from biowm.domains.pathway.population import STATIC_PREFIX, ParameterDraws, draw_parameters
 from biowm.domains.pathway.runner import PopulationResult, simulate_population
 from biowm.domains.pathway.sbml import PathwayModel
 from biowm.domains.pathway.shipped import controls_for
 from biowm.models.trajectory_surrogate import SurrogateConfig, TrajectorySurrogate
 
-STATIC_PREFIX = "log_ratio_"
 SIMULATION_KEYS = ("observe", "intervene", "t_end", "points", "segments", "sigma",
                    "uncertain", "seed")
 Z90 = 1.6448536269514722
@@ -68,6 +67,19 @@ class HeldOut:
     actions: torch.Tensor
 
 
+def population_like_training(surrogate: TrajectorySurrogate, model: PathwayModel, n: int,
+                             seed: int) -> tuple[ParameterDraws, DoseSchedule]:
+    """`n` virtual cells drawn and scheduled as the surrogate's training data were."""
+    settings = surrogate.provenance
+    parameters = [name.removeprefix(STATIC_PREFIX) for name in surrogate.static_space.names]
+    model.check_parameters(parameters, "surrogate covariate parameter")
+    controls = controls_for(model, surrogate.action_space.names)
+    draws = draw_parameters(model, n, float(settings["sigma"]), parameters, seed)
+    schedule = random_schedule(controls, n, float(settings["t_end"]),
+                               int(settings["segments"]), seed)
+    return draws, schedule
+
+
 def simulate_held_out(surrogate: TrajectorySurrogate, model: PathwayModel, n: int,
                       seed: int) -> HeldOut:
     """Simulate `n` new virtual cells as the training data were simulated, new seed."""
@@ -82,12 +94,7 @@ def simulate_held_out(surrogate: TrajectorySurrogate, model: PathwayModel, n: in
                                 "need another")
     observe = surrogate.obs_space.names
     model.check_species(observe, "surrogate output species")
-    parameters = [name.removeprefix(STATIC_PREFIX) for name in surrogate.static_space.names]
-    model.check_parameters(parameters, "surrogate covariate parameter")
-    controls = controls_for(model, surrogate.action_space.names)
-    draws = draw_parameters(model, n, float(settings["sigma"]), parameters, seed)
-    schedule = random_schedule(controls, n, float(settings["t_end"]),
-                               int(settings["segments"]), seed)
+    draws, schedule = population_like_training(surrogate, model, n, seed)
     grid = surrogate.grid.double().numpy()
     result = simulate_population(model, grid, observe=observe, draws=draws, schedule=schedule)
     keep = ~result.failed
@@ -207,12 +214,7 @@ def time_simulators(surrogate: TrajectorySurrogate, model: PathwayModel, n: int,
     schedules) against the surrogate's calibrated predictive for all `n` at once."""
     import time
 
-    settings = surrogate.provenance
-    parameters = [name.removeprefix(STATIC_PREFIX) for name in surrogate.static_space.names]
-    controls = controls_for(model, surrogate.action_space.names)
-    draws = draw_parameters(model, n, float(settings["sigma"]), parameters, seed)
-    schedule = random_schedule(controls, n, float(settings["t_end"]),
-                               int(settings["segments"]), seed)
+    draws, schedule = population_like_training(surrogate, model, n, seed)
     grid = surrogate.grid.double().numpy()
     subset = np.arange(min(roadrunner_runs, n))
     started = time.perf_counter()
