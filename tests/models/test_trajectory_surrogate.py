@@ -10,7 +10,8 @@ from biowm.core.world_model import WorldModel
 from biowm.models.trajectory_surrogate import SurrogateConfig, TrajectorySurrogate
 
 GRID = torch.linspace(0.0, 10.0, 11)
-FAST = dict(members=2, hidden=64, layers=2, max_epochs=60, patience=60, progress=False)
+FAST = dict(members=2, hidden=64, layers=2, max_epochs=60, patience=60, progress=False,
+            student_hidden=64, student_layers=2, student_epochs=60)
 
 
 def _system(n: int, seed: int) -> Trajectories:
@@ -107,3 +108,63 @@ def test_intervals_stay_calibrated_for_species_in_tiny_units():
     mean, sd = model.predictive(test.static, test.actions)
     coverage = float(((test.obs - mean).abs() <= 1.645 * sd).float().mean())
     assert 0.8 <= coverage <= 0.98
+
+
+@pytest.fixture(scope="module")
+def with_basis():
+    """Basis outputs (6 temporal modes of 11 grid times): the student's folded fast path."""
+    model = TrajectorySurrogate(SurrogateConfig(**{**FAST, "basis": 6}))
+    model.fit(_system(1500, 0), _system(300, 1))
+    return model
+
+
+def test_student_imitates_the_ensemble_and_stays_calibrated(with_basis):
+    test = _system(400, 2)
+    student, student_sd = with_basis.predictive(test.static, test.actions)
+    ensemble, _ = with_basis.predictive(test.static, test.actions, ensemble=True)
+    assert with_basis.student
+    assert _nrmse(student, test.obs) < 0.04
+    assert _nrmse(student, ensemble) < 0.02  # close to what it imitates
+    coverage = float(((test.obs - student).abs() <= 1.645 * student_sd).float().mean())
+    assert 0.8 <= coverage <= 0.98
+    hidden, hidden_sd = with_basis.predictive(None, test.actions)
+    assert float(student_sd.mean()) < float(hidden_sd.mean())
+    coverage = float(((test.obs - hidden).abs() <= 1.645 * hidden_sd).float().mean())
+    assert 0.8 <= coverage <= 0.98
+
+
+def test_student_fast_path_matches_its_plain_decoding(with_basis):
+    """The folded hot path equals decoding the student's outputs step by step, and a batch
+    mixing known and hidden cells equals the two asked separately."""
+    from biowm.models.trajectory_surrogate import _forward
+
+    test = _system(50, 6)
+    t = with_basis.tensors
+    x = with_basis._features(test.static, test.actions)
+    mean, sd = with_basis._decode(_forward(with_basis.student, x)[0]).unbind(dim=-3)
+    plain_mean = torch.maximum(mean * t["obs_sd"] + t["obs_mean"], t["obs_floor"])
+    plain_sd = torch.maximum(sd * t["student_scale_known"] * t["obs_sd"], 1e-4 * t["obs_sd"])
+    fast_mean, fast_sd = with_basis.predictive(test.static, test.actions)
+    torch.testing.assert_close(fast_mean, plain_mean)
+    torch.testing.assert_close(fast_sd, plain_sd)
+    mixed = test.static.clone()
+    mixed[::2] = torch.nan
+    mixed_mean, mixed_sd = with_basis.predictive(mixed, test.actions)
+    hidden_mean, hidden_sd = with_basis.predictive(None, test.actions)
+    torch.testing.assert_close(mixed_mean[::2], hidden_mean[::2])
+    torch.testing.assert_close(mixed_sd[1::2], fast_sd[1::2])
+    torch.testing.assert_close(mixed_sd[::2], hidden_sd[::2])
+
+
+def test_student_is_saved_and_optional(with_basis, tmp_path):
+    test = _system(20, 7)
+    with_basis.save(tmp_path / "model")
+    again = TrajectorySurrogate.load(tmp_path / "model")
+    assert len(again.student) == len(with_basis.student)
+    torch.testing.assert_close(again.predictive(test.static, test.actions),
+                               with_basis.predictive(test.static, test.actions))
+    torch.testing.assert_close(again.sample(test.static, test.actions, 3, seed=2),
+                               with_basis.sample(test.static, test.actions, 3, seed=2))
+    again.student = []  # without a student the ensemble answers
+    torch.testing.assert_close(again.predictive(test.static, test.actions),
+                               with_basis.predictive(test.static, test.actions, ensemble=True))

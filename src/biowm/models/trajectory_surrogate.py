@@ -15,9 +15,14 @@ few matrix products. Parts:
   hidden (zeroed, flag 0), so the same network also forecasts the population given only
   the schedule — what a user gets who does not know a cell's parameters;
 - **ensemble**: independently seeded members, evaluated together as batched matrix
-  products; the predictive is their mixture; the spread is then scaled per grid time and
-  channel on validation data so that 90 % intervals cover 90 % (separately for known and
-  hidden covariates); sampled paths carry AR(1)-correlated errors along time.
+  products; their mixture is scaled per grid time and channel on validation data so
+  that 90 % intervals cover 90 % (separately for known and hidden covariates); the
+  members' disagreement (`epistemic_sd`) says where the surrogate is unsure;
+- **distilled student** (the fast path): one narrower network trained to reproduce the
+  ensemble's calibrated mean and log-sd (as temporal-basis coefficients) on the training
+  inputs and on new pairings of their covariates and schedules, then calibrated on its
+  own; `predictive` and `sample` use it when present (`ensemble=True` asks for the
+  members' mixture). Sampled paths carry AR(1)-correlated errors along time.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ class SurrogateConfig:
     learning_rate: float = 2e-3
     patience: int = 15
     basis: int = 32  # > 0: outputs are coefficients of this many temporal PCA modes/channel
+    student_hidden: int = 384  # width of the distilled fast network; 0 = ensemble only
+    student_layers: int = 3
+    student_epochs: int = 60
+    student_pairings: int = 1  # extra (covariates, schedule) re-pairings per training row
     seed: int = 0
     progress: bool = True
 
@@ -74,7 +83,20 @@ class _Member(torch.nn.Module):
         return self.net(x)
 
 
-def _stack(members: list[_Member]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+Layers = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def _forward(layers: Layers, x: torch.Tensor) -> torch.Tensor:
+    """Stacked networks `[M, in, out]` applied to `x [B, in]` at once: `[M, B, out]`."""
+    h = x[None].expand(len(layers[0][0]), -1, -1)
+    for i, (weight, bias) in enumerate(layers):
+        h = torch.baddbmm(bias, h, weight)
+        if i < len(layers) - 1:
+            h = torch.nn.functional.silu(h)
+    return h
+
+
+def _stack(members: list[_Member]) -> Layers:
     """Each linear layer's weights across members: `([M, in, out], [M, 1, out])`."""
     linears = [[m for m in member.net if isinstance(m, torch.nn.Linear)] for member in members]
     return [(torch.stack([layer[i].weight.detach().T for layer in linears]),
@@ -93,7 +115,8 @@ class TrajectorySurrogate:
         self.static_space: Space | None = None
         self.grid: torch.Tensor | None = None
         self.tensors: dict[str, torch.Tensor] = {}
-        self.layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.layers: Layers = []
+        self.student: Layers = []
         self.time_unit = ""
         self.provenance: dict[str, Any] = {}  # how the training data were made (saved too)
 
@@ -123,13 +146,15 @@ class TrajectorySurrogate:
 
     def _moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Members' standardised means and sds `[M, B, T, D]` (one batched pass)."""
-        h = x[None].expand(len(self.layers[0][0]), -1, -1)
-        for i, (weight, bias) in enumerate(self.layers):
-            h = torch.baddbmm(bias, h, weight)
-            if i < len(self.layers) - 1:
-                h = torch.nn.functional.silu(h)
-        mean, raw = self._decode(h).unbind(dim=-3)
+        mean, raw = self._decode(_forward(self.layers, x)).unbind(dim=-3)
         return mean, torch.nn.functional.softplus(raw) + _MIN_SD
+
+    def _project(self, y: torch.Tensor) -> torch.Tensor:
+        """Inverse of `_decode` for one stream: `[B, T, D]` to `[B, D·k]` (or `[B, T·D]`)."""
+        basis = self.tensors.get("basis")
+        if basis is None:
+            return y.reshape(len(y), -1)
+        return torch.einsum("btd,dkt->bdk", y, basis).reshape(len(y), -1)
 
     def _decode(self, h: torch.Tensor) -> torch.Tensor:
         """Network outputs `[..., 2·T·D]` (or `[..., 2·D·k]` basis coefficients) to
@@ -214,7 +239,10 @@ class TrajectorySurrogate:
                                         train_config))
             members.append(member)
         self.layers = _stack(members)
+        self.student = []
         self._calibrate(val)
+        if cfg.student_hidden > 0:
+            self.distil(train.static.float(), train.actions, val)
         return FitReport(epochs=max(r.epochs for r in reports),
                          best_val_loss=float(sum(r.best_val_loss for r in reports) / len(reports)),
                          stopped_because=reports[0].stopped_because,
@@ -223,25 +251,76 @@ class TrajectorySurrogate:
     def _standardise(self, obs: torch.Tensor) -> torch.Tensor:
         return (obs.float() - self.tensors["obs_mean"]) / self.tensors["obs_sd"]
 
-    def _calibrate(self, val: Trajectories) -> None:
-        """Spread scale and error correlation per grid time and channel, known and hidden."""
+    def _calibrate(self, val: Trajectories, prefix: str = "") -> None:
+        """Spread scale and error correlation per grid time and channel, known and hidden,
+        for the ensemble (`prefix=""`) or the student (`prefix="student_"`)."""
         mask = torch.ones_like(val.obs, dtype=torch.bool)
         for mode in ("known", "hidden"):
-            self.tensors[f"scale_{mode}"] = torch.ones(self.grid.numel(),
-                                                       len(self.obs_space.names))
+            self.tensors[f"{prefix}scale_{mode}"] = torch.ones(self.grid.numel(),
+                                                               len(self.obs_space.names))
         # In standardised units: spread_scale floors sds at 1e-6, far above the sd of a
         # species measured in, say, 1e-5 µM. It caps one pass at 20×; near-deterministic
         # species can need more, so the factor is refined until it settles.
         scale = self.tensors["obs_sd"]
         truth = val.obs.float() / scale
+        ensemble = prefix == ""
         for mode, static in (("known", val.static.float()), ("hidden", None)):
             for _ in range(4):
-                mean, sd = self.predictive(static, val.actions)
-                self.tensors[f"scale_{mode}"] = self.tensors[f"scale_{mode}"] * spread_scale(
-                    mean / scale, sd / scale, truth, mask)
-            mean, sd = self.predictive(static, val.actions)
-            self.tensors[f"rho_{mode}"] = error_correlation(mean / scale, sd / scale, truth,
-                                                            mask)
+                mean, sd = self.predictive(static, val.actions, ensemble=ensemble)
+                self.tensors[f"{prefix}scale_{mode}"] = self.tensors[f"{prefix}scale_{mode}"] \
+                    * spread_scale(mean / scale, sd / scale, truth, mask)
+            mean, sd = self.predictive(static, val.actions, ensemble=ensemble)
+            self.tensors[f"{prefix}rho_{mode}"] = error_correlation(mean / scale, sd / scale,
+                                                                    truth, mask)
+
+    def _teacher_targets(self, static: torch.Tensor, actions: torch.Tensor,
+                         chunk: int = 4096) -> torch.Tensor:
+        """The ensemble's calibrated standardised mean and sd, in the student's output
+        coordinates `[B, 2·D·k]` (the sd is linear in the basis too: no exp on the hot
+        path)."""
+        parts = []
+        for start in range(0, len(actions), chunk):
+            rows = slice(start, start + chunk)
+            mean, sd = self.predictive(static[rows], actions[rows], ensemble=True)
+            parts.append(torch.cat([self._project(self._standardise(mean)),
+                                    self._project(sd / self.tensors["obs_sd"])], dim=1))
+        return torch.cat(parts)
+
+    def distil(self, static: torch.Tensor, actions: torch.Tensor, val: Trajectories) -> None:
+        """Train the fast student on the ensemble's calibrated predictive, then calibrate it.
+
+        Inputs are the training rows (covariates hidden at the training rate) plus
+        `student_pairings` re-pairings of training covariates with other rows' schedules:
+        new in-distribution inputs that need no simulator runs.
+        """
+        cfg = self.config
+        generator = torch.Generator().manual_seed(cfg.seed + 7)
+        n = len(actions)
+        pick = torch.cat([torch.arange(n)] + [torch.randperm(n, generator=generator)
+                                               for _ in range(cfg.student_pairings)])
+        schedules = torch.arange(n).repeat(cfg.student_pairings + 1)
+        hide = torch.rand(len(pick), generator=generator) < cfg.hide_static
+        static_rows = torch.where(hide[:, None], torch.nan, static[pick])
+        x_train = self._features(static_rows, actions[schedules])
+        y_train = self._teacher_targets(static_rows, actions[schedules])
+        half = torch.arange(len(val)) % 2 == 1  # half the validation rows hidden
+        static_val = torch.where(half[:, None], torch.nan, val.static.float())
+        x_val = self._features(static_val, val.actions)
+        y_val = self._teacher_targets(static_val, val.actions)
+        student = _Member(x_train.shape[1], y_train.shape[1] // 2, cfg.student_hidden,
+                          cfg.student_layers)
+        width = y_train.shape[1] // 2
+
+        def loss(batch: list[torch.Tensor]) -> torch.Tensor:
+            error = student(batch[0]) - batch[1]
+            return (error[:, :width] ** 2).mean() + 0.5 * (error[:, width:] ** 2).mean()
+
+        train_module(student, loss, [x_train, y_train], [x_val, y_val], TrainConfig(
+            max_epochs=cfg.student_epochs, batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate, patience=cfg.patience, lr_schedule="cosine",
+            seed=cfg.seed * 100 + 99, progress=cfg.progress, description="distilled student"))
+        self.student = _stack([student])
+        self._calibrate(val, prefix="student_")
 
     # ---------------------------------------------------------------- prediction
     def _require_fitted(self) -> None:
@@ -270,18 +349,61 @@ class TrajectorySurrogate:
                 sd * self.tensors["obs_sd"])
 
     @torch.no_grad()
-    def predictive(self, static: torch.Tensor | None, actions: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Calibrated mixture mean and sd `[B, T, D]`; rows of `static` that are None/NaN
-        get the population forecast."""
-        mean, sd = self.member_moments(static, actions)
-        mixture_mean = mean.mean(dim=0)
-        variance = (sd**2).mean(dim=0) + mean.var(dim=0, unbiased=False)
-        known = torch.zeros(len(actions), dtype=torch.bool) if static is None else \
-            torch.isfinite(static).all(dim=1)
-        scale = torch.where(known[:, None, None], self.tensors["scale_known"],
-                            self.tensors["scale_hidden"])
-        return torch.maximum(mixture_mean, self.tensors["obs_floor"]), variance.sqrt() * scale
+    def predictive(self, static: torch.Tensor | None, actions: torch.Tensor,
+                   ensemble: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated mean and sd `[B, T, D]`; rows of `static` that are None/NaN get the
+        population forecast. The distilled student answers when there is one (fast);
+        `ensemble=True` asks for the members' mixture instead."""
+        self._require_fitted()
+        self._check(static, actions)
+        x = self._features(static, actions)
+        known = x[:, self.tensors["static_scale"].numel()] > 0.5
+        if self.student and not ensemble and "basis" in self.tensors:
+            return self._student_predictive(x, known)
+        prefix = "" if ensemble or not self.student else "student_"
+        if prefix:
+            mean, sd = self._decode(_forward(self.student, x)[0]).unbind(dim=-3)
+            sd = sd.clamp_min(_MIN_SD)
+        else:
+            members_mean, members_sd = self._moments(x)
+            mean = members_mean.mean(dim=0)
+            sd = ((members_sd**2).mean(dim=0) + members_mean.var(dim=0, unbiased=False)
+                  ).sqrt()
+        scale = torch.where(known[:, None, None], self.tensors[f"{prefix}scale_known"],
+                            self.tensors[f"{prefix}scale_hidden"])
+        mean = torch.maximum(mean * self.tensors["obs_sd"] + self.tensors["obs_mean"],
+                             self.tensors["obs_floor"])
+        return mean, sd * scale * self.tensors["obs_sd"]
+
+    def _student_predictive(self, x: torch.Tensor, known: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's calibrated mean and sd, decoded straight into observation units.
+
+        The hot path of batch simulation: the unit change and the calibration factor are
+        folded into the temporal basis, so each of mean and sd is one batched product per
+        channel (`[D, B, T]`), floored in place, and returned as `[B, T, D]` views.
+        """
+        t = self.tensors
+        basis = t["basis"]
+        d, k = basis.shape[:2]
+        coefficients = _forward(self.student, x)[0].reshape(len(x), 2, d, k).permute(1, 2, 0, 3)
+        mean = torch.baddbmm(t["obs_mean"][:, None, None], coefficients[0],
+                             basis * t["obs_sd"][:, None, None])
+
+        def sd_for(mode: str) -> torch.Tensor:
+            scale = t["obs_sd"][:, None, None] * t[f"student_scale_{mode}"].T[:, None]
+            return torch.bmm(coefficients[1], basis * scale)
+
+        if bool(known.all()) or not bool(known.any()):
+            sd = sd_for("known" if bool(known.all()) else "hidden")
+        else:
+            sd = torch.where(known[None, :, None], sd_for("known"), sd_for("hidden"))
+        minimum = _MIN_SD * t["obs_sd"]
+        for channel in range(d):  # over channels, in place: no copy of the batch
+            if bool(t["obs_floor"][channel] == 0):
+                mean[channel].clamp_(min=0.0)
+            sd[channel].clamp_(min=float(minimum[channel]))
+        return mean.permute(1, 2, 0), sd.permute(1, 2, 0)
 
     @torch.no_grad()
     def epistemic_sd(self, static: torch.Tensor | None, actions: torch.Tensor) -> torch.Tensor:
@@ -297,11 +419,12 @@ class TrajectorySurrogate:
             torch.isfinite(static).all(dim=1)
         generator = torch.Generator().manual_seed(seed)
         shape = tuple(mean.shape)
+        prefix = "student_" if self.student else ""
         noise = torch.where(known[None, :, None, None],
-                            correlated_normal(n_samples, shape, self.tensors["rho_known"],
-                                              generator),
-                            correlated_normal(n_samples, shape, self.tensors["rho_hidden"],
-                                              generator))
+                            correlated_normal(n_samples, shape,
+                                              self.tensors[f"{prefix}rho_known"], generator),
+                            correlated_normal(n_samples, shape,
+                                              self.tensors[f"{prefix}rho_hidden"], generator))
         return torch.maximum(mean[None] + sd[None] * noise, self.tensors["obs_floor"])
 
     # ---------------------------------------------------------------- WorldModel protocol
@@ -333,8 +456,9 @@ class TrajectorySurrogate:
                   "static_space": self.static_space.to_dict(), "time_unit": self.time_unit,
                   "provenance": self.provenance}
         tensors = dict(self.tensors)
-        for i, (weight, bias) in enumerate(self.layers):
-            tensors[f"layer{i}.weight"], tensors[f"layer{i}.bias"] = weight, bias
+        for prefix, layers in (("layer", self.layers), ("student", self.student)):
+            for i, (weight, bias) in enumerate(layers):
+                tensors[f"{prefix}{i}.weight"], tensors[f"{prefix}{i}.bias"] = weight, bias
         manifest = manifest or Manifest.create("model", {"model": "trajectory_surrogate"},
                                                seed=self.config.seed)
         ranges = ", ".join(f"{c.name} ≤ {float(h):g}" for c, h in
@@ -354,6 +478,9 @@ class TrajectorySurrogate:
                 "Outside the trained dose ranges or covariate spread it extrapolates; the "
                 "ensemble's disagreement (`epistemic_sd`) grows there but is no guarantee.",
                 "Intervals are Gaussian per time and channel, calibrated on validation runs.",
+                "Batch predictions come from the distilled student (when trained), which "
+                "imitates the ensemble and is calibrated on its own; `epistemic_sd` and "
+                "`predictive(..., ensemble=True)` use the members.",
             ],
             metrics=metrics)
         save_model_dir(directory, config, tensors, manifest, card)
@@ -370,12 +497,17 @@ class TrajectorySurrogate:
         model.static_space = Space.from_dict(config["static_space"])
         model.time_unit = config["time_unit"]
         model.provenance = config.get("provenance", {})
-        count = sum(1 for name in tensors if name.endswith(".weight"))
-        model.layers = [(tensors.pop(f"layer{i}.weight"), tensors.pop(f"layer{i}.bias"))
-                        for i in range(count)]
+        model.layers, model.student = _pop_layers(tensors, "layer"), _pop_layers(tensors,
+                                                                                 "student")
         model.tensors = tensors
         model.grid = tensors["grid"]
         return model
+
+
+def _pop_layers(tensors: dict[str, torch.Tensor], prefix: str) -> Layers:
+    count = sum(1 for name in tensors if name.startswith(prefix) and name.endswith(".weight"))
+    return [(tensors.pop(f"{prefix}{i}.weight"), tensors.pop(f"{prefix}{i}.bias"))
+            for i in range(count)]
 
 
 def _complete(data: Trajectories, what: str) -> Trajectories:

@@ -26,22 +26,25 @@ def train(
     epochs: Annotated[int, typer.Option(help="Maximum training epochs per member.")] = 60,
     basis: Annotated[int, typer.Option(help="Temporal PCA modes per species the network "
                                        "predicts (0: every grid time).")] = 32,
+    student_hidden: Annotated[int, typer.Option(help="Width of the distilled fast network "
+                                                "that answers batch predictions (0: the "
+                                                "ensemble answers).")] = 384,
     val_fraction: Annotated[float, typer.Option(help="Virtual cells held for early "
                                                 "stopping and calibration.")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seeds the split, the members and their "
                                       "training.")] = 0,
 ) -> None:
     """Train the trajectory surrogate (ensemble of feed-forward networks conditioned on each
-    virtual cell's parameter draws and dose schedule); writes config, safetensors,
-    manifest and model card."""
+    virtual cell's parameter draws and dose schedule, distilled into one fast network);
+    writes config, safetensors, manifest and model card."""
     from biowm.core.io import check_writable_dir
     from biowm.core.trajectories import Trajectories
     from biowm.domains.pathway.surrogate import train_surrogate
     from biowm.models.trajectory_surrogate import SurrogateConfig
 
-    if min(members, hidden, layers, epochs) < 1 or basis < 0:
+    if min(members, hidden, layers, epochs) < 1 or min(basis, student_hidden) < 0:
         raise InvalidInputError("--members, --hidden, --layers and --epochs must be >= 1 "
-                                "and --basis >= 0")
+                                "and --basis, --student-hidden >= 0")
     if not data.is_file():
         raise InvalidInputError(f"--data {data} does not exist")
     manifest_file = manifest_path_for(data)
@@ -56,7 +59,7 @@ def train(
     trajectories = Trajectories.from_parquet(data)
     started = time.perf_counter()
     config = SurrogateConfig(members=members, hidden=hidden, layers=layers, max_epochs=epochs,
-                             basis=basis, seed=seed)
+                             basis=basis, student_hidden=student_hidden, seed=seed)
     model = train_surrogate(trajectories, simulation, config, val_fraction)
     manifest = Manifest.create("model", {"domain": "pathway", "model": "trajectory_surrogate",
                                          "data": str(data), **config.__dict__}, seed=seed)
