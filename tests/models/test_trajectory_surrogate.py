@@ -141,9 +141,9 @@ def test_student_fast_path_matches_its_plain_decoding(with_basis):
     test = _system(50, 6)
     t = with_basis.tensors
     x = with_basis._features(test.static, test.actions)
-    mean, sd = with_basis._decode(_forward(with_basis.student, x)[0]).unbind(dim=-3)
+    mean, log_sd = with_basis._decode(_forward(with_basis.student, x)[0]).unbind(dim=-3)
     plain_mean = torch.maximum(mean * t["obs_sd"] + t["obs_mean"], t["obs_floor"])
-    plain_sd = torch.maximum(sd * t["student_scale_known"] * t["obs_sd"], 1e-4 * t["obs_sd"])
+    plain_sd = log_sd.exp() * t["student_scale_known"] * t["obs_sd"]
     fast_mean, fast_sd = with_basis.predictive(test.static, test.actions)
     torch.testing.assert_close(fast_mean, plain_mean)
     torch.testing.assert_close(fast_sd, plain_sd)
@@ -168,3 +168,13 @@ def test_student_is_saved_and_optional(with_basis, tmp_path):
     again.student = []  # without a student the ensemble answers
     torch.testing.assert_close(again.predictive(test.static, test.actions),
                                with_basis.predictive(test.static, test.actions, ensemble=True))
+
+
+def test_student_spread_stays_sane_where_every_cell_starts_alike(with_basis):
+    """At t = 0 species A is the same in every cell (sd ≈ 0): the calibrated student must not
+    inflate its interval there (a linear sd did, by up to 10⁵× the range)."""
+    test = _system(400, 8)
+    span = test.obs.amax(dim=(0, 1)) - test.obs.amin(dim=(0, 1))
+    for static in (test.static, None):
+        _, sd = with_basis.predictive(static, test.actions)
+        assert float((sd / span).max()) < 0.5

@@ -275,15 +275,17 @@ class TrajectorySurrogate:
 
     def _teacher_targets(self, static: torch.Tensor, actions: torch.Tensor,
                          chunk: int = 4096) -> torch.Tensor:
-        """The ensemble's calibrated standardised mean and sd, in the student's output
-        coordinates `[B, 2·D·k]` (the sd is linear in the basis too: no exp on the hot
-        path)."""
+        """The ensemble's calibrated standardised mean and log-sd, in the student's output
+        coordinates `[B, 2·D·k]`. The log keeps relative accuracy where the sd is tiny
+        (e.g. at t = 0, where every cell starts alike): a linear sd there is noise-sized
+        relative to the truth, and calibrating it blows up."""
         parts = []
         for start in range(0, len(actions), chunk):
             rows = slice(start, start + chunk)
             mean, sd = self.predictive(static[rows], actions[rows], ensemble=True)
             parts.append(torch.cat([self._project(self._standardise(mean)),
-                                    self._project(sd / self.tensors["obs_sd"])], dim=1))
+                                    self._project(torch.log(sd / self.tensors["obs_sd"]))],
+                                   dim=1))
         return torch.cat(parts)
 
     def distil(self, static: torch.Tensor, actions: torch.Tensor, val: Trajectories) -> None:
@@ -362,8 +364,8 @@ class TrajectorySurrogate:
             return self._student_predictive(x, known)
         prefix = "" if ensemble or not self.student else "student_"
         if prefix:
-            mean, sd = self._decode(_forward(self.student, x)[0]).unbind(dim=-3)
-            sd = sd.clamp_min(_MIN_SD)
+            mean, log_sd = self._decode(_forward(self.student, x)[0]).unbind(dim=-3)
+            sd = log_sd.exp()
         else:
             members_mean, members_sd = self._moments(x)
             mean = members_mean.mean(dim=0)
@@ -380,8 +382,9 @@ class TrajectorySurrogate:
         """The student's calibrated mean and sd, decoded straight into observation units.
 
         The hot path of batch simulation: the unit change and the calibration factor are
-        folded into the temporal basis, so each of mean and sd is one batched product per
-        channel (`[D, B, T]`), floored in place, and returned as `[B, T, D]` views.
+        folded into the products' offsets and bases, so each of mean and log-sd is one
+        batched product per channel (`[D, B, T]`), then floored or exponentiated in place
+        (no new buffers), and returned as `[B, T, D]` views.
         """
         t = self.tensors
         basis = t["basis"]
@@ -392,17 +395,16 @@ class TrajectorySurrogate:
 
         def sd_for(mode: str) -> torch.Tensor:
             scale = t["obs_sd"][:, None, None] * t[f"student_scale_{mode}"].T[:, None]
-            return torch.bmm(coefficients[1], basis * scale)
+            log_scale = torch.log(scale)
+            return torch.baddbmm(log_scale, coefficients[1], basis).exp_()
 
         if bool(known.all()) or not bool(known.any()):
             sd = sd_for("known" if bool(known.all()) else "hidden")
         else:
             sd = torch.where(known[None, :, None], sd_for("known"), sd_for("hidden"))
-        minimum = _MIN_SD * t["obs_sd"]
         for channel in range(d):  # over channels, in place: no copy of the batch
             if bool(t["obs_floor"][channel] == 0):
                 mean[channel].clamp_(min=0.0)
-            sd[channel].clamp_(min=float(minimum[channel]))
         return mean.permute(1, 2, 0), sd.permute(1, 2, 0)
 
     @torch.no_grad()
