@@ -60,7 +60,7 @@ class SurrogateConfig:
     batch_size: int = 256
     learning_rate: float = 2e-3
     patience: int = 15
-    basis: int = 32  # > 0: outputs are coefficients of this many temporal PCA modes/channel
+    basis: int = 48  # > 0: outputs are coefficients of this many temporal PCA modes/channel
     student_hidden: int = 384  # width of the distilled fast network; 0 = ensemble only
     student_layers: int = 3
     student_epochs: int = 60

@@ -25,7 +25,7 @@ def train(
     layers: Annotated[int, typer.Option(help="Hidden layers.")] = 3,
     epochs: Annotated[int, typer.Option(help="Maximum training epochs per member.")] = 60,
     basis: Annotated[int, typer.Option(help="Temporal PCA modes per species the network "
-                                       "predicts (0: every grid time).")] = 32,
+                                       "predicts (0: every grid time).")] = 48,
     student_hidden: Annotated[int, typer.Option(help="Width of the distilled fast network "
                                                 "that answers batch predictions (0: the "
                                                 "ensemble answers).")] = 384,
